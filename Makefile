@@ -1,0 +1,176 @@
+# troupe - an actor runtime for C.  Plain GNU make.
+#
+#   make            libtroupe.a and libtroupe.so in build/release
+#   make test       every cmocka suite: optimised, ASan+UBSan, TSan
+#   make bench      the workloads of bench/ (JSON lines on stdout)
+#   make demo       the pipeline sample
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make SANITIZE=address|thread   one sanitizer build (build/asan, build/tsan)
+#   V=1             show the commands
+
+VERSION   := 0.1.0
+SOVERSION := 0
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+INCDIR    ?= $(PREFIX)/include
+CC        ?= cc
+ARCH      := $(shell uname -m)
+
+Q := $(if $(V),,@)
+
+ifeq ($(SANITIZE),address)
+  BUILD  := build/asan
+  SANFL  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  OPT    := -O1
+else ifeq ($(SANITIZE),thread)
+  BUILD  := build/tsan
+  SANFL  := -fsanitize=thread
+  OPT    := -O1
+else ifeq ($(SANITIZE),)
+  BUILD  := build/release
+  SANFL  :=
+  OPT    := -O2
+else
+  $(error SANITIZE must be address or thread)
+endif
+
+# The context switch: assembly where we have it, swapcontext elsewhere.
+ifeq ($(CTX),ucontext)
+  CTX_SRC := actors/ctx_ucontext.c
+  CTX_DEF := -DTR_CTX_UCONTEXT
+else ifeq ($(ARCH),x86_64)
+  CTX_SRC := actors/ctx_x86_64.S actors/ctx_frame.c
+else ifeq ($(ARCH),aarch64)
+  CTX_SRC := actors/ctx_aarch64.S actors/ctx_frame.c
+else
+  CTX_SRC := actors/ctx_ucontext.c
+  CTX_DEF := -DTR_CTX_UCONTEXT
+endif
+
+VALGRIND_DEF := $(if $(wildcard /usr/include/valgrind/valgrind.h),-DTR_HAVE_VALGRIND)
+
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -fPIC -fvisibility=hidden -pthread $(SANFL)
+CPPFLAGS += -Iinclude -MMD -MP $(CTX_DEF) $(VALGRIND_DEF)
+LDFLAGS  += -pthread $(SANFL)
+
+LIB_SRC := $(filter-out actors/ctx_%,$(wildcard actors/*.c)) $(wildcard mailbox/*.c) $(CTX_SRC)
+LIB_OBJ := $(patsubst %,$(BUILD)/%.o,$(LIB_SRC))
+LIB_A   := $(BUILD)/libtroupe.a
+LIB_SO  := $(BUILD)/libtroupe.so.$(VERSION)
+
+TEST_SRC  := $(wildcard tests/*/test_*.c)
+TEST_BIN  := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
+TEST_LIBS := -lcmocka -lck
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(filter-out bench/bench_common.c,$(BENCH_SRC)))
+
+SAMPLES   := $(patsubst samples/%/main.c,%,$(wildcard samples/*/main.c))
+SAMPLE_BIN := $(patsubst %,$(BUILD)/samples/%,$(SAMPLES))
+
+.PHONY: all lib deps test test-one test-cross test-install bench demo install clean tests benches samples
+.DEFAULT_GOAL := all
+
+all: lib
+lib: $(LIB_A) $(LIB_SO)
+
+deps:
+	$(Q)sh tools/deps.sh
+
+$(BUILD)/%.c.o: %.c
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC    $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.S.o: %.S
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  AS    $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	$(if $(Q),@echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJ)
+	$(if $(Q),@echo "  LD    $@")
+	$(Q)$(CC) -shared -Wl,-soname,libtroupe.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ -lck
+	$(Q)ln -sf libtroupe.so.$(VERSION) $(BUILD)/libtroupe.so.$(SOVERSION)
+	$(Q)ln -sf libtroupe.so.$(VERSION) $(BUILD)/libtroupe.so
+
+$(BUILD)/tests/%: tests/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  TEST  $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS) $(LIB_A) $(TEST_LIBS)
+
+$(BUILD)/bench/%: bench/%.c bench/bench_common.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  BENCH $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Ibench $< bench/bench_common.c -o $@ $(LDFLAGS) $(LIB_A) -lck
+
+$(BUILD)/samples/%: samples/%/main.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(wildcard samples/$*/*.c) -o $@ $(LDFLAGS) $(LIB_A) -lck -lmsgpackc
+
+tests: $(TEST_BIN)
+benches: $(BENCH_BIN)
+samples: $(SAMPLE_BIN)
+
+# One build's suites, each in its own process under a timeout.
+test-one: tests
+	$(Q)sh tests/run.sh $(BUILD) $(TEST_BIN)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory test-one
+	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=address
+	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=thread
+	$(Q)$(MAKE) --no-print-directory test-header
+	@echo "all test builds passed"
+
+# Each public header must compile on its own.
+test-header:
+	$(Q)for h in include/troupe.h include/troupe/*.h; do \
+	  echo "#include \"$${h#include/}\"" | $(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -x c -fsyntax-only - || exit 1; \
+	done; echo "public headers compile alone"
+
+bench: deps benches
+	$(Q)BUILD=$(BUILD) sh bench/run.sh $(BENCH)
+
+demo: deps samples
+	$(Q)$(BUILD)/samples/pipeline
+
+# The aarch64 context switch, cross-built and run under qemu-user.
+CROSS_CC ?= aarch64-linux-gnu-gcc
+test-cross:
+	$(Q)sh tools/deps.sh cross
+	@mkdir -p build/cross
+	$(Q)$(CROSS_CC) -std=gnu11 -O2 -Wall -Wextra -static -Iactors -Iinclude \
+	  tests/cross/ctx_selftest.c actors/ctx_aarch64.S actors/ctx_frame.c -o build/cross/ctx_selftest
+	$(Q)qemu-aarch64 build/cross/ctx_selftest
+
+troupe.pc: troupe.pc.in Makefile
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	  -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: lib troupe.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/troupe
+	install -m 644 include/troupe.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/troupe/*.h $(DESTDIR)$(INCDIR)/troupe/
+	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libtroupe.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtroupe.so.$(SOVERSION)
+	ln -sf libtroupe.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtroupe.so
+	install -m 644 troupe.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+# Install into a scratch DESTDIR and build a program against it with pkg-config.
+test-install:
+	$(Q)rm -rf build/stage && $(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/build/stage PREFIX=/usr
+	$(Q)PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/build/stage PKG_CONFIG_LIBDIR=$(CURDIR)/build/stage/usr/lib/pkgconfig \
+	  sh -c '$(CC) tests/install/hello.c -o build/stage/hello $$(pkg-config --cflags --libs --static troupe)'
+	$(Q)build/stage/hello
+
+clean:
+	rm -rf build troupe.pc
+
+-include $(LIB_OBJ:.o=.d) $(TEST_BIN:=.d)

@@ -1,0 +1,215 @@
+/*
+ * actor.c - an actor's life: spawn, turns, exit and destruction.
+ */
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fence.h"
+#include "runtime.h"
+
+/* Smallest private stack a loop actor may ask for. */
+#define MIN_STACK (16 * 1024)
+
+static int spawn(tr_system *sys, tr_handler handler, tr_body body,
+                 const tr_spawn_opts *opts, tr_ref *out)
+{
+    tr_spawn_opts o = opts ? *opts : TR_SPAWN_OPTS_INIT;
+    int rc = TR_ENOMEM;
+
+    if (!sys)
+        return TR_EINVAL;
+    if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
+        return TR_ESHUTDOWN;
+    uint32_t ring_size = tr__mailbox_ring_size(sys, o.mailbox_capacity);
+    if (!ring_size)
+        return TR_EINVAL;
+    /* A handler runs on the shared stacks; only a loop keeps its own. */
+    if (handler && o.stack_size > sys->cfg.stack_size)
+        return TR_EINVAL;
+    if (body && o.stack_size && o.stack_size < MIN_STACK)
+        return TR_EINVAL;
+
+    struct tr_actor *a = calloc(1, sizeof *a);
+    if (!a)
+        return TR_ENOMEM;
+    if (o.name && !(a->name = strdup(o.name)))
+        goto free_actor;
+    if (body && o.stack_size &&
+        !(a->stack = tr__stack_new(o.stack_size, sys->cfg.stack_guard)))
+        goto free_name;
+    tr__mailbox_init(&a->mbox, sys, ring_size, a);
+    a->handler = handler;
+    a->body = body;
+    a->state = o.state;
+    /* A handler actor idles until its first message; a body starts now. */
+    atomic_init(&a->scheduled, body ? 1 : 0);
+    rc = tr__slot_alloc(&sys->slots, a, TR__SLOT_ACTOR, &a->mbox.ref);
+    if (rc)
+        goto free_stack;
+    if (out)
+        *out = a->mbox.ref;
+    if (body)
+        tr__schedule(sys, a);
+    return 0;
+
+free_stack:
+    tr__stack_free(a->stack);
+free_name:
+    free(a->name);
+free_actor:
+    free(a);
+    return rc;
+}
+
+int tr_spawn(tr_system *sys, tr_handler handler, const tr_spawn_opts *opts,
+             tr_ref *out)
+{
+    return handler ? spawn(sys, handler, NULL, opts, out) : TR_EINVAL;
+}
+
+int tr_spawn_loop(tr_system *sys, tr_body body, const tr_spawn_opts *opts,
+                  tr_ref *out)
+{
+    return body ? spawn(sys, NULL, body, opts, out) : TR_EINVAL;
+}
+
+void tr__actor_finish(struct tr_actor *a)
+{
+    tr_system *sys = a->mbox.sys;
+    /* `scheduled` stays 1 for good: no sender will queue a dead actor. */
+    tr__mailbox_close(&a->mbox);
+    if (tr__slot_kill(&sys->slots, a->mbox.ref))
+        tr__actor_destroy(a);
+}
+
+void tr__actor_destroy(struct tr_actor *a)
+{
+    tr_system *sys = a->mbox.sys;
+    tr__mailbox_destroy(&a->mbox);
+    tr__slot_release(&sys->slots, a->mbox.ref);
+    tr__stack_free(a->stack);
+    free(a->name);
+    free(a);
+}
+
+static void end(struct tr_actor *a, int reason)
+{
+    tr__worker_now()->current = NULL;
+    a->exit_reason = reason;
+    tr__actor_finish(a);
+}
+
+void tr__actor_body(struct tr_actor *a)
+{
+    end(a, a->body(a));
+}
+
+/*
+ * One turn of a handler actor: up to `batch` messages, then back of the
+ * queue if more are waiting, or idle.  Going idle is a store of 0 to
+ * `scheduled` followed by a look at the ring: a message that arrived in
+ * between is seen either here or by its sender (see tr__mailbox_notify),
+ * and if we win the flag back we simply go on.
+ */
+static void run_turn(struct tr_actor *a)
+{
+    tr_system *sys = a->mbox.sys;
+    uint32_t batch = sys->cfg.batch, n = 0;
+    tr_msg m;
+
+    for (;;) {
+        while (n < batch && tr__mailbox_take(&a->mbox, &m)) {
+            n++;
+            int rc = a->handler(a, &m);
+            if (rc != 0) {
+                end(a, rc == TR_STOP ? 0 : rc);
+                return;
+            }
+            if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
+                return; /* never run again: shutdown destroys it */
+        }
+        tr__mailbox_sync_waiters(&a->mbox);
+        if (n >= batch) {
+            tr__worker_now()->current = NULL;
+            tr__schedule(sys, a);
+            return;
+        }
+        atomic_exchange(&a->scheduled, 0);
+        tr__fence_store_load();
+        if (tr__mailbox_empty(&a->mbox) || atomic_exchange(&a->scheduled, 1)) {
+            tr__worker_now()->current = NULL;
+            return;
+        }
+    }
+}
+
+void tr__actor_run(tr__worker *w, struct tr_actor *a)
+{
+    w->current = a;
+    if (atomic_load_explicit(&a->parked, memory_order_acquire)) {
+        tr__stack *to = a->stack;
+        a->stack = NULL;
+        atomic_store_explicit(&a->parked, false, memory_order_relaxed);
+        tr__worker_leave(w, to, true); /* continues where it parked */
+        __builtin_unreachable();
+    }
+    if (a->body) {
+        /* Queued once at spawn; afterwards it only ever parks. */
+        a->started = true;
+        if (a->stack)
+            tr__worker_start_private(w, a); /* does not return */
+        tr__actor_body(a);
+        return;
+    }
+    run_turn(a);
+}
+
+void tr_exit(int reason)
+{
+    tr__worker *w = tr__worker_now();
+    struct tr_actor *a = w ? w->current : NULL;
+    if (!a)
+        return;
+    /* We cannot unwind, so we leave this stack for good; that needs
+     * another one to go on with.  If memory is that short, wait. */
+    while (!tr__worker_reserve_stack(w))
+        sched_yield();
+    a->exit_reason = reason;
+    w->current = NULL;
+    w->exiting = a;
+    tr__worker_leave(w, tr__worker_fresh_stack(w), true);
+    __builtin_unreachable();
+}
+
+tr_actor *tr_current(void)
+{
+    tr__worker *w = tr__worker_now();
+    return w ? w->current : NULL;
+}
+
+tr_ref tr_self(void)
+{
+    tr_actor *a = tr_current();
+    return a ? a->mbox.ref : TR_REF_NONE;
+}
+
+void *tr_actor_state(const tr_actor *self)
+{
+    return self ? self->state : NULL;
+}
+
+tr_ref tr_actor_ref(const tr_actor *self)
+{
+    return self ? self->mbox.ref : TR_REF_NONE;
+}
+
+tr_system *tr_actor_system(const tr_actor *self)
+{
+    return self ? self->mbox.sys : NULL;
+}
+
+const char *tr_actor_name(const tr_actor *self)
+{
+    return self && self->name ? self->name : "";
+}

@@ -1,0 +1,145 @@
+/*
+ * park.c - how an actor waits and how it is woken.
+ *
+ * Overview: an actor that must wait (receive on an empty mailbox, send
+ * to a full one, yield, a deadline) *parks*: it publishes the wait, hands
+ * its stack over and leaves the worker.  Whoever ends the wait first
+ * *claims* it (a message sender by flipping `scheduled` 0 -> 1, a
+ * receiver freeing room or a timer by moving `park_token` from even to
+ * odd), so exactly one party wakes it.
+ *
+ * Implementation notes: the wait is published before the switch, so a
+ * waker may act while the actor is still on its stack.  The `gate` makes
+ * that safe: the waker and the actor's own post-switch code each add 1,
+ * and only the second queues the actor, when its context is surely saved.
+ * Every park starts a new even token, so a late timer for an old park
+ * finds its token gone and does nothing.
+ */
+#include "fence.h"
+#include "runtime.h"
+
+int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
+                         uint32_t *token)
+{
+    tr__worker *w = tr__worker_now();
+    if (!tr__worker_reserve_stack(w))
+        return TR_ENOMEM;
+    uint32_t t = (atomic_load_explicit(&a->park_token, memory_order_relaxed) | 1) + 1;
+    if (deadline != TR_FOREVER) {
+        int rc = tr__timers_add(w->sys, &w->timers, deadline, a, a->mbox.ref, t);
+        if (rc)
+            return rc;
+    }
+    atomic_store_explicit(&a->gate, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->park_kind, kind, memory_order_relaxed);
+    atomic_store_explicit(&a->parked, true, memory_order_relaxed);
+    /* Pairs with the acquire in tr__actor_timeout; the publication of the
+     * wait (a lock or a seq_cst store) orders it for other wakers. */
+    atomic_store_explicit(&a->park_token, t, memory_order_release);
+    *token = t;
+    return 0;
+}
+
+void tr__actor_park_switch(struct tr_actor *a)
+{
+    tr__worker *w = tr__worker_now();
+    uint32_t token = atomic_load_explicit(&a->park_token, memory_order_relaxed);
+    tr__stack *next = tr__worker_fresh_stack(w); /* the reserved spare */
+    a->stack = w->stack;
+    w->arriving = a;
+    w->current = NULL;
+    tr__worker_leave(w, next, false);
+    /* Resumed, perhaps on another worker, which set current for us. */
+    atomic_store_explicit(&a->park_token, token | 1, memory_order_relaxed);
+}
+
+void tr__actor_park_cancel(struct tr_actor *a, uint32_t token)
+{
+    atomic_store_explicit(&a->park_token, token | 1, memory_order_relaxed);
+    atomic_store_explicit(&a->parked, false, memory_order_relaxed);
+}
+
+bool tr__actor_claim(struct tr_actor *a, uint32_t token)
+{
+    uint32_t expected = token;
+    return atomic_compare_exchange_strong_explicit(
+        &a->park_token, &expected, token | 1, memory_order_acq_rel,
+        memory_order_relaxed);
+}
+
+void tr__actor_arrive(struct tr_actor *a)
+{
+    /* acq_rel: the second arrival sees everything the first one did. */
+    if (atomic_fetch_add_explicit(&a->gate, 1, memory_order_acq_rel) == 1)
+        tr__schedule(a->mbox.sys, a);
+}
+
+void tr__actor_wake(struct tr_actor *a)
+{
+    if (atomic_load_explicit(&a->parked, memory_order_acquire))
+        tr__actor_arrive(a);
+    else
+        tr__schedule(a->mbox.sys, a);
+}
+
+void tr__actor_timeout(struct tr_actor *a, uint32_t token)
+{
+    if (atomic_load_explicit(&a->park_token, memory_order_acquire) != token)
+        return;
+    if (atomic_load_explicit(&a->park_kind, memory_order_relaxed) == TR__PARK_RECV) {
+        /* A receive is claimed like a message arrival would claim it; a
+         * stale claim at worst gives the actor an empty turn. */
+        if (!atomic_exchange(&a->scheduled, 1))
+            tr__actor_wake(a);
+    } else if (tr__actor_claim(a, token)) {
+        tr__actor_wake(a);
+    }
+}
+
+int tr_recv(tr_msg *out, tr_deadline deadline)
+{
+    tr__worker *w = tr__worker_now();
+    struct tr_actor *a = w ? w->current : NULL;
+    if (!a)
+        return TR_ECONTEXT;
+    if (!out)
+        return TR_EINVAL;
+    for (;;) {
+        if (tr__mailbox_take(&a->mbox, out))
+            return 0;
+        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
+            return TR_ETIMEDOUT;
+        tr__mailbox_sync_waiters(&a->mbox);
+        uint32_t token;
+        int rc = tr__actor_park_begin(a, TR__PARK_RECV, deadline, &token);
+        if (rc)
+            return rc;
+        /* Publish: from here a sender that flips scheduled wakes us.  The
+         * RMW then the fence pair with tr__mailbox_notify. */
+        atomic_exchange(&a->scheduled, 0);
+        tr__fence_store_load();
+        if (!tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1)) {
+            tr__actor_park_cancel(a, token);
+            continue;
+        }
+        tr__actor_park_switch(a);
+    }
+}
+
+int tr_yield(void)
+{
+    tr__worker *w = tr__worker_now();
+    struct tr_actor *a = w ? w->current : NULL;
+    if (!a)
+        return TR_ECONTEXT;
+    uint32_t token;
+    int rc = tr__actor_park_begin(a, TR__PARK_YIELD, TR_FOREVER, &token);
+    if (rc)
+        return rc;
+    /* We are our own waker: claim, arrive once now and once after the
+     * switch, which queues us behind whatever is runnable. */
+    tr__actor_claim(a, token);
+    tr__actor_arrive(a);
+    tr__actor_park_switch(a);
+    return 0;
+}

@@ -1,0 +1,190 @@
+/*
+ * runtime.h - the runtime's internal objects: system, workers, actors.
+ *
+ * Overview: a system owns N workers.  Each worker is a thread that runs a
+ * scheduler loop *on a coroutine stack*, never on its own thread stack.
+ * A handler runs as a plain call from that loop, on that stack, so a
+ * handler that does not block costs no context switch at all.  When an
+ * actor blocks, the stack it is on (the scheduler loop's frames at the
+ * bottom, the actor's on top) becomes the actor's, and the worker goes on
+ * with a fresh scheduler loop on a stack from the pool.  When the actor is
+ * resumed, by any worker, that worker switches to the actor's stack and
+ * gives up its own; once the actor's turn ends it returns into the old
+ * scheduler loop frames at the bottom, which carry on as this worker's
+ * scheduler.  So code that can switch must never keep the worker in a
+ * local variable across a call that can block: it asks tr__worker_now().
+ *
+ * Field groups are ordered by the thread that writes them.
+ */
+#ifndef TR_RUNTIME_H
+#define TR_RUNTIME_H
+
+#include <ck_ring.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../mailbox/mailbox.h"
+#include "slots.h"
+#include "spin.h"
+#include "stack.h"
+#include "timer.h"
+#include "troupe.h"
+
+#define TR__RUNQ_SIZE 256     /* per-worker run queue (power of two) */
+#define TR__STACK_CACHE 16    /* stacks a worker keeps for itself */
+#define TR__CACHELINE 64
+
+/* What a slot holds. */
+enum { TR__SLOT_ACTOR = 1, TR__SLOT_MAILBOX = 2 };
+
+/* Why an actor is parked, for whoever times the park out. */
+enum { TR__PARK_NONE = 0, TR__PARK_RECV, TR__PARK_WAIT, TR__PARK_YIELD };
+
+typedef struct tr__worker {
+    /* Written by the worker's own thread only. */
+    struct tr_system *sys;
+    struct tr_actor *current;     /* actor whose code runs now, or NULL */
+    tr__stack *stack;             /* the stack this worker runs on now */
+    tr__stack *spare;             /* reserved to go on with when an actor parks */
+    tr__stack *abandoned;         /* left for good; recycle after switching */
+    struct tr_actor *arriving;    /* parked; announce after switching */
+    struct tr_actor *exiting;     /* exited by tr_exit; destroy after switching */
+    tr__stack *cache[TR__STACK_CACHE];
+    unsigned ncache;
+    uint32_t tick;
+    uint64_t rng;
+    tr__timers timers;
+    tr__stack native;             /* the thread's own stack */
+    unsigned id;
+    pthread_t thread;
+
+    /* Written by others. */
+    _Atomic uint32_t wake_word __attribute__((aligned(TR__CACHELINE)));
+
+    /* Run queue: the owner enqueues, anyone dequeues (ck_ring SPMC). */
+    struct ck_ring runq __attribute__((aligned(TR__CACHELINE)));
+    struct ck_ring_buffer runq_buf[TR__RUNQ_SIZE];
+} tr__worker;
+
+struct tr_system {
+    tr_config cfg;
+    unsigned nworkers;
+    tr__worker *workers;
+    tr__slots slots;
+    tr__stack_pool stacks;
+
+    /* Work from threads that are not workers, and run queue overflow. */
+    tr__spin global_lock;
+    struct tr_actor *global_head, *global_tail;
+    atomic_uint global_len;
+
+    /* Parked workers (a stack of ids) and searching ones. */
+    tr__spin idle_lock;
+    unsigned *idle;
+    unsigned nidle_list;
+    atomic_uint nidle;
+    atomic_uint nsearching;
+
+    atomic_bool stopping;
+    atomic_uint workers_running;
+    _Atomic uint32_t workers_done;   /* futex: bumped as each worker ends */
+    atomic_uint foreign_waiters;     /* threads inside a send that waited */
+    bool torn_down;
+};
+
+struct tr_actor {
+    struct tr_mailbox mbox;         /* the actor's own mailbox */
+
+    /* 1 while running, queued, or parked on a wait other than its own
+     * mailbox; a sender that flips it 0 -> 1 must schedule the actor. */
+    atomic_int scheduled;
+    /* Hand-off between a parking actor and its waker: whoever arrives
+     * second (after the context is saved and the wake is decided)
+     * enqueues the actor.  See tr__actor_park. */
+    atomic_int gate;
+    atomic_bool parked;             /* has a saved context to resume */
+    _Atomic uint32_t park_token;    /* even: a wait in progress; odd: claimed */
+    atomic_int park_kind;
+
+    tr_handler handler;
+    tr_body body;
+    void *state;
+    char *name;
+    tr__stack *stack;               /* held while parked, or dedicated */
+    size_t stack_size;              /* dedicated stack size, 0: shared */
+    struct tr_actor *next_ready;    /* global queue link */
+    int exit_reason;
+    bool started;
+};
+
+/* The worker running the calling code, or NULL (see the overview). */
+tr__worker *tr__worker_now(void);
+
+/* Make a woken actor runnable (queue it, respecting the park gate). */
+void tr__actor_wake(struct tr_actor *a);
+
+/* One side of the park gate: the second arrival queues the actor. */
+void tr__actor_arrive(struct tr_actor *a);
+
+/* Run a popped actor: resume it, start its body, or give it a turn. */
+void tr__actor_run(tr__worker *w, struct tr_actor *a);
+
+/* Run a loop actor's body to its end, then finish the actor. */
+void tr__actor_body(struct tr_actor *a);
+
+/* The actor has ended: close its mailbox, destroy it once unborrowed. */
+void tr__actor_finish(struct tr_actor *a);
+
+/* Worker helpers for stacks (sched.c). */
+bool tr__worker_reserve_stack(tr__worker *w);
+tr__stack *tr__worker_fresh_stack(tr__worker *w);
+void tr__worker_leave(tr__worker *w, tr__stack *to, bool abandon);
+void tr__worker_start_private(tr__worker *w, struct tr_actor *a);
+void tr__wake_all_workers(struct tr_system *sys);
+
+/* Queue a runnable actor on this worker if possible, else globally. */
+void tr__schedule(struct tr_system *sys, struct tr_actor *a);
+
+/*
+ * Parking, in three steps so that a wait can be published in between:
+ *   tr__actor_park_begin: take a token for this park (and a stack to go
+ *     on with, and a timer if `deadline` is finite).  0 or TR_ENOMEM.
+ *   ...publish the wait (wait list, scheduled = 0)...
+ *   tr__actor_park_switch: leave the worker until someone wakes us, or
+ *   tr__actor_park_cancel: give the park up; only when no one else can
+ *     claim it (we claimed it ourselves, or never published it).
+ * A waker first claims the park (tr__actor_claim, or the `scheduled` flag
+ * for a park in receive), then calls tr__actor_wake.
+ */
+int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
+                         uint32_t *token);
+void tr__actor_park_switch(struct tr_actor *a);
+void tr__actor_park_cancel(struct tr_actor *a, uint32_t token);
+
+/* Called by a timer: the park with `token` has reached its deadline. */
+void tr__actor_timeout(struct tr_actor *a, uint32_t token);
+
+/* Claim a park (token must match); true if the caller now must wake it. */
+bool tr__actor_claim(struct tr_actor *a, uint32_t token);
+
+/* Destroy an actor whose slot has no borrowers and is dead. */
+void tr__actor_destroy(struct tr_actor *a);
+
+/* Destroy a thread-owned mailbox whose slot has no borrowers and is dead. */
+void tr__thread_mailbox_destroy(struct tr_mailbox *mb);
+
+/* Drop every actor wait from a thread mailbox's list (teardown). */
+void tr__mailbox_forget_actor_waiters(struct tr_mailbox *mb);
+
+/* The scheduler loop (never returns) and the worker thread's entry. */
+void *tr__worker_main(void *arg);
+
+/* Drop a borrow taken with tr__slot_get on an actor or mailbox ref. */
+void tr__ref_put(struct tr_system *sys, tr_ref ref, void *obj, uint8_t kind);
+
+/* The ref that tr_send stamps as the sender on the calling thread. */
+tr_ref tr__sender_ref(struct tr_system *sys);
+
+#endif

@@ -1,0 +1,374 @@
+/*
+ * sched.c - workers: the scheduler loop, run queues, work stealing,
+ * parking idle workers, and switching stacks.
+ *
+ * Overview (docs/scheduler.md has the long form):
+ *   - Each worker has a bounded run queue (ck_ring, single producer, many
+ *     consumers): the worker pushes and pops, idle workers steal.  Work
+ *     from other threads, and overflow, goes to one global list.
+ *   - The scheduler loop runs on a coroutine stack.  Handler turns are
+ *     plain calls on it; see runtime.h for how stacks change hands.
+ *   - A worker with nothing to do steals, then parks on a futex.  Waking
+ *     is one worker at a time, and only when it can help: work pushed to
+ *     a worker's own empty queue will be run by that worker as soon as
+ *     its current turn ends, so no one is woken for it (this is what
+ *     keeps a ping-pong pair on one core, with no futex calls).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "futex.h"
+#include "runtime.h"
+#include "sanitizer.h"
+
+/* How often a worker looks at the global list before its own queue. */
+#define GLOBAL_CHECK_INTERVAL 61
+/* Rounds over all victims before a worker gives up and parks. */
+#define STEAL_ROUNDS 2
+
+static __thread tr__worker *tls_worker;
+
+/*
+ * Not inlined and opaque to interprocedural analysis: a coroutine can
+ * resume on another thread, so the compiler must not reuse an address
+ * or value of the thread-local from before a switch.
+ */
+__attribute__((noinline, noipa)) tr__worker *tr__worker_now(void)
+{
+    tr__worker *w = tls_worker;
+    __asm__ volatile("" : "+r"(w) : : "memory");
+    return w;
+}
+
+/* ------------------------------------------------------------------ */
+/* Stacks                                                              */
+
+static tr__stack *stack_get(tr__worker *w)
+{
+    if (w->ncache)
+        return w->cache[--w->ncache];
+    return tr__stack_pool_get(&w->sys->stacks);
+}
+
+static void stack_put(tr__worker *w, tr__stack *st)
+{
+    if (w->ncache < TR__STACK_CACHE && st->map_len == w->sys->stacks.size)
+        w->cache[w->ncache++] = st;
+    else
+        tr__stack_pool_put(&w->sys->stacks, st);
+}
+
+/* Runs on `me` right after a switch lands on it: finish the hand-over
+ * that the switching side could not do while still on its own stack. */
+static void arrive(tr__stack *me)
+{
+    TR_ASAN_FINISH_SWITCH(me->asan_fake, NULL, NULL);
+    tr__worker *w = tr__worker_now();
+    w->stack = me;
+    if (w->abandoned) {
+        stack_put(w, w->abandoned);
+        w->abandoned = NULL;
+    }
+    if (w->arriving) {
+        struct tr_actor *a = w->arriving;
+        w->arriving = NULL;
+        tr__actor_arrive(a);
+    }
+    if (w->exiting) {
+        struct tr_actor *a = w->exiting;
+        w->exiting = NULL;
+        tr__actor_finish(a);
+    }
+}
+
+/* Switch from `from` to `to`; `abandon` if `from` is never resumed. */
+static void switch_stack(tr__stack *from, tr__stack *to, bool abandon)
+{
+    TR_ASAN_START_SWITCH(abandon ? NULL : &from->asan_fake, to->lo, to->size);
+    TR_TSAN_SWITCH_TO(to->tsan_fiber);
+    tr__ctx_switch(&from->ctx, &to->ctx);
+    arrive(from);
+}
+
+static void sched_loop(void) __attribute__((noreturn));
+
+static void sched_entry(void *arg)
+{
+    arrive(arg);
+    sched_loop();
+}
+
+tr__stack *tr__worker_fresh_stack(tr__worker *w)
+{
+    tr__stack *st = w->spare ? w->spare : stack_get(w);
+    w->spare = NULL;
+    if (st)
+        tr__stack_prepare(st, sched_entry, st);
+    return st;
+}
+
+bool tr__worker_reserve_stack(tr__worker *w)
+{
+    if (!w->spare)
+        w->spare = stack_get(w);
+    return w->spare != NULL;
+}
+
+/* A loop actor with a private stack starts on it; its stack then serves
+ * as a scheduler stack (and is unmapped, being of another size, when a
+ * worker leaves it for good). */
+static void private_entry(void *arg)
+{
+    struct tr_actor *a = arg;
+    tr__stack *me = a->stack;
+    a->stack = NULL;
+    arrive(me);
+    tr__actor_body(a);
+    sched_loop();
+}
+
+void tr__worker_start_private(tr__worker *w, struct tr_actor *a)
+{
+    tr__stack_prepare(a->stack, private_entry, a);
+    tr__worker_leave(w, a->stack, true);
+}
+
+void tr__worker_leave(tr__worker *w, tr__stack *to, bool abandon)
+{
+    if (abandon)
+        w->abandoned = w->stack;
+    switch_stack(w->stack, to, abandon);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queues                                                              */
+
+static void global_push(tr_system *sys, struct tr_actor *a)
+{
+    a->next_ready = NULL;
+    tr__spin_lock(&sys->global_lock);
+    if (sys->global_tail)
+        sys->global_tail->next_ready = a;
+    else
+        sys->global_head = a;
+    sys->global_tail = a;
+    atomic_fetch_add_explicit(&sys->global_len, 1, memory_order_relaxed);
+    tr__spin_unlock(&sys->global_lock);
+}
+
+static struct tr_actor *global_pop(tr_system *sys)
+{
+    if (!atomic_load_explicit(&sys->global_len, memory_order_relaxed))
+        return NULL;
+    tr__spin_lock(&sys->global_lock);
+    struct tr_actor *a = sys->global_head;
+    if (a) {
+        sys->global_head = a->next_ready;
+        if (!sys->global_head)
+            sys->global_tail = NULL;
+        atomic_fetch_sub_explicit(&sys->global_len, 1, memory_order_relaxed);
+    }
+    tr__spin_unlock(&sys->global_lock);
+    return a;
+}
+
+static struct tr_actor *runq_pop(tr__worker *w)
+{
+    struct tr_actor *a;
+    if (!ck_ring_dequeue_spmc(&w->runq, w->runq_buf, &a))
+        return NULL;
+    TR_TSAN_ACQUIRE(&w->runq);
+    return a;
+}
+
+static bool work_visible(tr_system *sys)
+{
+    if (atomic_load_explicit(&sys->global_len, memory_order_relaxed))
+        return true;
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        if (ck_ring_size(&sys->workers[i].runq))
+            return true;
+    return false;
+}
+
+static void wake_worker(tr_system *sys)
+{
+    tr__spin_lock(&sys->idle_lock);
+    if (!sys->nidle_list) {
+        tr__spin_unlock(&sys->idle_lock);
+        return;
+    }
+    tr__worker *w = &sys->workers[sys->idle[--sys->nidle_list]];
+    atomic_fetch_sub(&sys->nidle, 1);
+    atomic_store(&w->wake_word, 1);
+    tr__spin_unlock(&sys->idle_lock);
+    tr__futex_wake(&w->wake_word, 1);
+}
+
+/* Wake one parked worker unless one is already looking for work. */
+static void maybe_wake(tr_system *sys)
+{
+    /* Pairs with the fence in park_worker: either we see it idle, or it
+     * sees the work we just queued. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&sys->nidle, memory_order_relaxed) &&
+        !atomic_load_explicit(&sys->nsearching, memory_order_relaxed))
+        wake_worker(sys);
+}
+
+void tr__schedule(tr_system *sys, struct tr_actor *a)
+{
+    tr__worker *w = tr__worker_now();
+    if (w && w->sys == sys) {
+        bool was_empty = ck_ring_size(&w->runq) == 0;
+        TR_TSAN_RELEASE(&w->runq);
+        if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
+            if (!was_empty)
+                maybe_wake(sys);
+            return;
+        }
+    }
+    global_push(sys, a);
+    maybe_wake(sys);
+}
+
+static struct tr_actor *steal(tr__worker *w)
+{
+    tr_system *sys = w->sys;
+    struct tr_actor *a = NULL;
+
+    atomic_fetch_add(&sys->nsearching, 1);
+    for (unsigned round = 0; round < STEAL_ROUNDS && !a; round++) {
+        w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull;
+        unsigned start = (unsigned)(w->rng >> 33) % sys->nworkers;
+        for (unsigned i = 0; i < sys->nworkers && !a; i++) {
+            tr__worker *victim = &sys->workers[(start + i) % sys->nworkers];
+            if (victim != w && ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &a))
+                TR_TSAN_ACQUIRE(&victim->runq);
+        }
+        if (!a)
+            a = global_pop(sys);
+    }
+    atomic_fetch_sub(&sys->nsearching, 1);
+    /* We found work and may have left more behind: let another look. */
+    if (a && work_visible(sys))
+        maybe_wake(sys);
+    return a;
+}
+
+static void unlist_idle(tr__worker *w)
+{
+    tr_system *sys = w->sys;
+    tr__spin_lock(&sys->idle_lock);
+    for (unsigned i = 0; i < sys->nidle_list; i++) {
+        if (sys->idle[i] == w->id) {
+            sys->idle[i] = sys->idle[--sys->nidle_list];
+            atomic_fetch_sub(&sys->nidle, 1);
+            break;
+        }
+    }
+    tr__spin_unlock(&sys->idle_lock);
+}
+
+static void park_worker(tr__worker *w)
+{
+    tr_system *sys = w->sys;
+
+    atomic_store(&w->wake_word, 0);
+    tr__spin_lock(&sys->idle_lock);
+    sys->idle[sys->nidle_list++] = w->id;
+    atomic_fetch_add(&sys->nidle, 1);
+    tr__spin_unlock(&sys->idle_lock);
+    /* Pairs with the fence in maybe_wake. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!work_visible(sys) && !atomic_load(&sys->stopping))
+        tr__futex_wait(&w->wake_word, 0, tr__timers_next(&w->timers));
+    unlist_idle(w);
+}
+
+static struct tr_actor *next_actor(tr__worker *w)
+{
+    tr_system *sys = w->sys;
+    for (;;) {
+        if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
+            return NULL;
+        if (w->timers.len)
+            tr__timers_fire(sys, &w->timers, tr_now());
+        struct tr_actor *a = NULL;
+        if (++w->tick % GLOBAL_CHECK_INTERVAL == 0)
+            a = global_pop(sys);
+        if (!a)
+            a = runq_pop(w);
+        if (!a)
+            a = global_pop(sys);
+        if (!a)
+            a = steal(w);
+        if (a)
+            return a;
+        park_worker(w);
+    }
+}
+
+static void sched_loop(void)
+{
+    for (;;) {
+        /* Fetch the worker afresh each time: a turn may have parked and
+         * resumed us on another thread. */
+        tr__worker *w = tr__worker_now();
+        struct tr_actor *a = next_actor(w);
+        if (!a)
+            tr__worker_leave(w, &w->native, true); /* never returns */
+        tr__actor_run(w, a);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Threads                                                             */
+
+static void native_bounds(tr__stack *native)
+{
+    pthread_attr_t attr;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &lo, &size);
+        pthread_attr_destroy(&attr);
+    }
+    native->lo = lo;
+    native->size = size;
+    native->tsan_fiber = TR_TSAN_FIBER_CURRENT();
+}
+
+void *tr__worker_main(void *arg)
+{
+    tr__worker *w = arg;
+    tr_system *sys = w->sys;
+
+    tls_worker = w;
+    native_bounds(&w->native);
+    tr__stack *first = tr__worker_fresh_stack(w);
+    if (first) {
+        switch_stack(&w->native, first, false);
+    }
+    /* Back on the thread's own stack: the system is stopping. */
+    if (w->spare)
+        stack_put(w, w->spare);
+    w->spare = NULL;
+    while (w->ncache)
+        tr__stack_free(w->cache[--w->ncache]);
+    tls_worker = NULL;
+    atomic_fetch_sub(&sys->workers_running, 1);
+    atomic_fetch_add(&sys->workers_done, 1);
+    tr__futex_wake(&sys->workers_done, 1 << 30);
+    return NULL;
+}
+
+void tr__wake_all_workers(tr_system *sys)
+{
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        atomic_store(&sys->workers[i].wake_word, 1);
+        tr__futex_wake(&sys->workers[i].wake_word, 1);
+    }
+}

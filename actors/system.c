@@ -1,0 +1,162 @@
+/* system.c - creating, stopping and freeing a system. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "runtime.h"
+
+#define MAX_WORKERS 1024
+#define MIN_STACK (16 * 1024)
+
+static int check_config(const tr_config *c)
+{
+    if (!c->mailbox_capacity || c->mailbox_capacity >= (1u << 30) || !c->batch ||
+        c->stack_size < MIN_STACK || !c->max_actors || c->max_actors > (1u << 31) ||
+        c->workers > MAX_WORKERS)
+        return TR_EINVAL;
+    return 0;
+}
+
+static void free_parts(tr_system *sys)
+{
+    if (sys->slots.chunks)
+        tr__slots_destroy(&sys->slots);
+    tr__stack_pool_destroy(&sys->stacks);
+    free(sys->workers);
+    free(sys->idle);
+    free(sys);
+}
+
+static void stop_workers(tr_system *sys, unsigned started)
+{
+    atomic_store(&sys->stopping, true);
+    tr__wake_all_workers(sys);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(sys->workers[i].thread, NULL);
+}
+
+int tr_system_new(const tr_config *config, tr_system **out)
+{
+    tr_config cfg = config ? *config : TR_CONFIG_INIT;
+    if (!out || check_config(&cfg))
+        return TR_EINVAL;
+    long n = cfg.workers ? (long)cfg.workers : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    if (n > MAX_WORKERS)
+        n = MAX_WORKERS;
+
+    tr_system *sys = calloc(1, sizeof *sys);
+    if (!sys)
+        return TR_ENOMEM;
+    sys->cfg = cfg;
+    sys->nworkers = (unsigned)n;
+    tr__stack_pool_init(&sys->stacks, cfg.stack_size, cfg.stack_guard);
+    sys->workers = aligned_alloc(TR__CACHELINE, (size_t)n * sizeof(tr__worker));
+    sys->idle = calloc((size_t)n, sizeof *sys->idle);
+    if (!sys->workers || !sys->idle || tr__slots_init(&sys->slots, cfg.max_actors)) {
+        free_parts(sys);
+        return TR_ENOMEM;
+    }
+    memset(sys->workers, 0, (size_t)n * sizeof(tr__worker));
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        tr__worker *w = &sys->workers[i];
+        w->sys = sys;
+        w->id = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+        ck_ring_init(&w->runq, TR__RUNQ_SIZE);
+    }
+    atomic_store(&sys->workers_running, sys->nworkers);
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        if (pthread_create(&sys->workers[i].thread, NULL, tr__worker_main,
+                           &sys->workers[i]) != 0) {
+            atomic_fetch_sub(&sys->workers_running, sys->nworkers - i);
+            stop_workers(sys, i);
+            free_parts(sys);
+            return TR_ESYS;
+        }
+    }
+    *out = sys;
+    return 0;
+}
+
+unsigned tr_system_workers(const tr_system *sys)
+{
+    return sys ? sys->nworkers : 0;
+}
+
+static void close_one(void *obj, uint8_t kind, void *arg)
+{
+    (void)arg;
+    if (kind == TR__SLOT_ACTOR)
+        tr__mailbox_close(&((struct tr_actor *)obj)->mbox);
+    else
+        tr__mailbox_forget_actor_waiters(obj);
+}
+
+static void destroy_actor(void *obj, uint8_t kind, void *arg)
+{
+    (void)arg;
+    if (kind == TR__SLOT_ACTOR)
+        tr__actor_destroy(obj); /* whatever borrows remain: none will return */
+}
+
+static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
+{
+    (void)arg;
+    if (kind == TR__SLOT_MAILBOX)
+        tr__thread_mailbox_destroy(obj);
+}
+
+/* Every worker has ended: destroy every actor, whatever its state. */
+static void destroy_actors(tr_system *sys)
+{
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        tr__timers_clear(&sys->workers[i].timers);
+    /* First wake threads blocked on actors and unhook parked actors from
+     * thread mailboxes, while every parked actor's stack still exists. */
+    tr__slots_each(&sys->slots, close_one, NULL);
+    while (atomic_load(&sys->foreign_waiters))
+        sched_yield();
+    tr__slots_each(&sys->slots, destroy_actor, NULL);
+    sys->global_head = sys->global_tail = NULL;
+    atomic_store(&sys->global_len, 0);
+}
+
+int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
+{
+    if (!sys)
+        return TR_EINVAL;
+    tr__worker *self = tr__worker_now();
+    if (self && self->sys == sys)
+        return TR_ECONTEXT;
+    if (sys->torn_down)
+        return 0;
+    atomic_store(&sys->stopping, true);
+    tr__wake_all_workers(sys);
+    for (;;) {
+        uint32_t seen = atomic_load(&sys->workers_done);
+        if (!atomic_load(&sys->workers_running))
+            break;
+        if (tr__futex_wait(&sys->workers_done, seen, deadline) == TR_ETIMEDOUT &&
+            atomic_load(&sys->workers_running))
+            return TR_ETIMEDOUT;
+    }
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        pthread_join(sys->workers[i].thread, NULL);
+    destroy_actors(sys);
+    sys->torn_down = true;
+    return 0;
+}
+
+void tr_system_free(tr_system *sys)
+{
+    if (!sys)
+        return;
+    tr_system_shutdown(sys, TR_FOREVER);
+    tr__slots_each(&sys->slots, destroy_mailbox, NULL);
+    free_parts(sys);
+}

@@ -1,0 +1,116 @@
+/*
+ * troupe/actor.h - spawning and running actors.
+ *
+ * Two styles of actor share one mechanism:
+ *   - handler style (tr_spawn): the runtime calls the handler once per
+ *     message, on a stack it borrows from the worker.  An idle handler
+ *     actor holds no stack at all, so a million of them are cheap.
+ *   - loop style (tr_spawn_loop): the body runs once and calls tr_recv in
+ *     a loop, Erlang style.  It keeps a stack only while it is blocked.
+ * Either style may block anywhere (send to a full mailbox, tr_recv,
+ * tr_yield): the actor then keeps the stack it runs on and the worker goes
+ * on with other actors on another stack.
+ *
+ * The calls tr_self, tr_recv, tr_yield and tr_exit act on the calling
+ * actor and fail with TR_ECONTEXT (or do nothing) outside an actor.
+ */
+#ifndef TROUPE_ACTOR_H
+#define TROUPE_ACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/export.h"
+#include "troupe/msg.h"
+#include "troupe/system.h"
+#include "troupe/time.h"
+
+typedef struct tr_actor tr_actor;
+
+/*
+ * A handler: called with each message in order.  The handler owns the
+ * message (see troupe/msg.h).  Return 0 to go on, TR_STOP to exit
+ * normally, or a negative code to exit with that code as the reason.
+ */
+typedef int (*tr_handler)(tr_actor *self, tr_msg *msg);
+
+/* A loop body: runs once; its return value is the exit reason (0: normal). */
+typedef int (*tr_body)(tr_actor *self);
+
+typedef struct tr_spawn_opts {
+    /* Mailbox capacity; 0 means the system's default.  The capacity is
+     * rounded up to a power of two minus one (the ring keeps one slot
+     * free), so 64 holds 127 and 63 holds exactly 63. */
+    uint32_t mailbox_capacity;
+    /* 0 runs the actor on the workers' shared stacks; a size gives it a
+     * dedicated stack of that many bytes for its whole life. */
+    size_t stack_size;
+    /* Opaque user state, returned by tr_actor_state. */
+    void *state;
+    /* A name for diagnostics; copied.  NULL for none. */
+    const char *name;
+} tr_spawn_opts;
+
+#define TR_SPAWN_OPTS_INIT ((tr_spawn_opts){0})
+
+/*
+ * tr_spawn - start a handler-style actor.  `opts` may be NULL.
+ * Any thread (worker or not) may call it.  On success *out (if not NULL)
+ * receives the actor's ref.  Returns 0, TR_EINVAL, TR_ENOMEM, TR_ELIMIT
+ * (max_actors reached) or TR_ESHUTDOWN.
+ */
+TR_API int tr_spawn(tr_system *sys, tr_handler handler,
+                    const tr_spawn_opts *opts, tr_ref *out);
+
+/* tr_spawn_loop - start a loop-style actor; as tr_spawn otherwise. */
+TR_API int tr_spawn_loop(tr_system *sys, tr_body body,
+                         const tr_spawn_opts *opts, tr_ref *out);
+
+/* tr_current - the calling actor, or NULL outside an actor. */
+TR_API tr_actor *tr_current(void);
+
+/* tr_self - the calling actor's ref, or TR_REF_NONE outside an actor. */
+TR_API tr_ref tr_self(void);
+
+/* Accessors; `self` must be a live actor (usually the caller itself). */
+TR_API void *tr_actor_state(const tr_actor *self);
+TR_API tr_ref tr_actor_ref(const tr_actor *self);
+TR_API tr_system *tr_actor_system(const tr_actor *self);
+TR_API const char *tr_actor_name(const tr_actor *self); /* "" if none */
+
+/*
+ * tr_send - copy `msg` into the mailbox of `to`.  msg->from is set to the
+ * caller's ref.  If the mailbox is full an actor parks (its worker runs
+ * others) and any other thread blocks, until there is room or until
+ * `deadline`.  On success the receiver owns the payload; on error the
+ * caller still does.  Any thread may call it.
+ * Returns 0, TR_ETIMEDOUT (still full at the deadline), TR_ENOACTOR (no
+ * such actor, or it exited), TR_EINVAL (NULL msg).
+ */
+TR_API int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg,
+                   tr_deadline deadline);
+
+/* tr_try_send - tr_send that never waits: TR_EFULL if there is no room. */
+TR_API int tr_try_send(tr_system *sys, tr_ref to, const tr_msg *msg);
+
+/*
+ * tr_recv - take the next message from the calling actor's own mailbox,
+ * parking until one arrives or until `deadline`.  The caller owns the
+ * message.  Returns 0, TR_ETIMEDOUT, or TR_ECONTEXT (not in an actor).
+ */
+TR_API int tr_recv(tr_msg *out, tr_deadline deadline);
+
+/*
+ * tr_yield - let other actors run; the caller resumes later (possibly on
+ * another worker thread).  Returns 0, or TR_ECONTEXT outside an actor.
+ */
+TR_API int tr_yield(void);
+
+/*
+ * tr_exit - end the calling actor now with `reason` (0: normal).  Never
+ * returns.  Its mailbox closes: messages still queued are released.
+ * Outside an actor it returns at once and does nothing.
+ */
+TR_API void tr_exit(int reason);
+
+#endif

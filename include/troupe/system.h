@@ -1,0 +1,78 @@
+/*
+ * troupe/system.h - the runtime: worker threads that run actors.
+ *
+ * A tr_system is one independent runtime.  There is no global state: two
+ * systems in one process share nothing.  tr_system_new() starts the
+ * workers at once; tr_system_shutdown() stops them; tr_system_free()
+ * releases everything.
+ */
+#ifndef TROUPE_SYSTEM_H
+#define TROUPE_SYSTEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/export.h"
+#include "troupe/time.h"
+
+typedef struct tr_system tr_system;
+
+typedef struct tr_config {
+    /* Worker threads; 0 means one per online CPU. */
+    unsigned workers;
+    /* Default mailbox capacity for tr_spawn (see tr_spawn_opts). */
+    uint32_t mailbox_capacity;
+    /* Coroutine stack size in bytes (virtual; pages are committed lazily). */
+    size_t stack_size;
+    /* Put an inaccessible guard page below every stack (1) or not (0). */
+    int stack_guard;
+    /* Most actors and mailboxes alive at once (refs are slots in a table). */
+    uint32_t max_actors;
+    /* Messages an actor handles per turn before others get to run. */
+    uint32_t batch;
+} tr_config;
+
+#define TR_CONFIG_INIT                                                        \
+    ((tr_config){.workers = 0,                                                \
+                 .mailbox_capacity = 64,                                      \
+                 .stack_size = 256 * 1024,                                    \
+                 .stack_guard = 1,                                            \
+                 .max_actors = 1u << 22,                                      \
+                 .batch = 64})
+
+/*
+ * tr_system_new - create a system and start its workers.
+ * `config` may be NULL for TR_CONFIG_INIT.  On success *out owns the
+ * system (free it with tr_system_free).  Call from any thread that is not
+ * a troupe worker.
+ * Returns 0, TR_EINVAL (a zero capacity, batch or stack size, too small a
+ * stack, or max_actors beyond 2^31), TR_ENOMEM, or TR_ESYS (a thread could
+ * not be started).
+ */
+TR_API int tr_system_new(const tr_config *config, tr_system **out);
+
+/*
+ * tr_system_shutdown - stop the system.
+ * New spawns fail with TR_ESHUTDOWN.  Actors that are idle or parked are
+ * never run again; handlers that are running finish their current call.
+ * Then every actor is destroyed: queued messages are released (their
+ * destructors run), stacks are returned.  Threads that are not workers
+ * and are blocked in a send to an actor are woken with TR_ENOACTOR.
+ * Waits for the workers until `deadline`.  Call from a thread that is
+ * not a worker of this system.
+ * Returns 0, TR_ETIMEDOUT (a handler did not return in time; call again
+ * to keep waiting), or TR_ECONTEXT (called from one of its own workers).
+ */
+TR_API int tr_system_shutdown(tr_system *sys, tr_deadline deadline);
+
+/*
+ * tr_system_free - shut down (waiting as long as it takes) and release
+ * the system.  Mailboxes that threads created with tr_mailbox_new must be
+ * freed before.  NULL is ignored.
+ */
+TR_API void tr_system_free(tr_system *sys);
+
+/* tr_system_workers - the number of worker threads. */
+TR_API unsigned tr_system_workers(const tr_system *sys);
+
+#endif

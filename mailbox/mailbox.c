@@ -1,0 +1,289 @@
+/*
+ * mailbox.c - the bounded MPSC mailbox: ring, owner notification and the
+ * wait list of senders that found it full.  See mailbox.h for the
+ * protocol and docs/mailbox.md for why no wake-up is lost.
+ */
+#include "mailbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../actors/fence.h"
+#include "../actors/futex.h"
+#include "../actors/runtime.h"
+#include "../actors/sanitizer.h"
+
+/* Largest capacity accepted (the ring index is 32-bit). */
+#define MAX_CAPACITY (1u << 30)
+
+uint32_t tr__mailbox_ring_size(const struct tr_system *sys, uint32_t capacity)
+{
+    if (capacity == 0)
+        capacity = sys->cfg.mailbox_capacity;
+    if (capacity == 0 || capacity >= MAX_CAPACITY)
+        return 0;
+    uint32_t size = 2;
+    while (size - 1 < capacity)
+        size <<= 1;
+    return size;
+}
+
+void tr__mailbox_init(struct tr_mailbox *mb, struct tr_system *sys,
+                      uint32_t ring_size, struct tr_actor *owner)
+{
+    memset(mb, 0, sizeof *mb);
+    mb->ring_size = ring_size;
+    mb->sys = sys;
+    mb->owner = owner;
+    atomic_init(&mb->signalled, 1);
+}
+
+/* The first sender allocates the ring; a loser of the race frees its own. */
+static tr__ringbuf *ring_create(struct tr_mailbox *mb)
+{
+    size_t bytes = sizeof(tr__ringbuf) + (size_t)mb->ring_size * sizeof(tr_msg);
+    tr__ringbuf *rb = aligned_alloc(TR__CACHELINE,
+                                    (bytes + TR__CACHELINE - 1) & ~(size_t)(TR__CACHELINE - 1));
+    if (!rb)
+        return NULL;
+    ck_ring_init(&rb->ring, mb->ring_size);
+    tr__ringbuf *expected = NULL;
+    /* Pairs with the acquire loads in put and take. */
+    if (!atomic_compare_exchange_strong_explicit(&mb->rb, &expected, rb,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(rb);
+        return expected;
+    }
+    return rb;
+}
+
+int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    if (__builtin_expect(rb == NULL, 0) && !(rb = ring_create(mb)))
+        return TR_ENOMEM;
+    TR_TSAN_RELEASE(rb);
+    if (!ck_ring_enqueue_mpsc_tr_msg(&rb->ring, rb->slots, (struct tr_msg *)msg))
+        return TR_EFULL;
+    return 0;
+}
+
+void tr__mailbox_notify(struct tr_mailbox *mb)
+{
+    /* The exchange is a full barrier: it orders our enqueue before the
+     * read of the flag, and pairs with the owner's seq_cst store of 0
+     * followed by its emptiness check (see tr__actor_recv_park). */
+    tr__fence_store_load();
+    if (mb->owner) {
+        if (!atomic_exchange(&mb->owner->scheduled, 1))
+            tr__actor_wake(mb->owner);
+    } else if (!atomic_exchange(&mb->signalled, 1)) {
+        tr__futex_wake(&mb->signalled, 1);
+    }
+}
+
+static void wake_one_sender(struct tr_mailbox *mb)
+{
+    struct tr_actor *actor = NULL;
+    _Atomic uint32_t *word = NULL;
+
+    tr__spin_lock(&mb->wait_lock);
+    tr__waiter *w;
+    while ((w = mb->wait_head) != NULL) {
+        mb->wait_head = w->next;
+        if (w->next)
+            w->next->prev = NULL;
+        else
+            mb->wait_tail = NULL;
+        w->listed = false;
+        atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
+        if (!w->actor) {
+            w->woken = true;
+            word = &w->word;
+            atomic_store_explicit(word, 1, memory_order_release);
+            break;
+        }
+        /* An actor whose timer claimed it first is left to time out. */
+        if (tr__actor_claim(w->actor, w->token)) {
+            w->woken = true;
+            actor = w->actor;
+            break;
+        }
+    }
+    tr__spin_unlock(&mb->wait_lock);
+
+    if (actor)
+        tr__actor_wake(actor);
+    else if (word)
+        tr__futex_wake(word, 1); /* harmless if the thread already left */
+}
+
+bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    if (!rb || !ck_ring_dequeue_mpsc_tr_msg(&rb->ring, rb->slots, out))
+        return false;
+    TR_TSAN_ACQUIRE(rb);
+    /* Cheap unfenced look; tr__mailbox_sync_waiters is the guarantee. */
+    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
+        wake_one_sender(mb);
+    return true;
+}
+
+bool tr__mailbox_empty(struct tr_mailbox *mb)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    return !rb || ck_ring_size(&rb->ring) == 0;
+}
+
+static bool has_room(struct tr_mailbox *mb)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    return !rb || ck_ring_size(&rb->ring) < mb->ring_size - 1;
+}
+
+void tr__mailbox_sync_waiters(struct tr_mailbox *mb)
+{
+    /* Pairs with the seq_cst increment of nwaiters in add_waiter: either
+     * we see the waiter, or the waiter's re-check sees our dequeue. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
+        wake_one_sender(mb);
+}
+
+/* Append a waiter; false if the mailbox is closed. */
+static bool add_waiter(struct tr_mailbox *mb, tr__waiter *w)
+{
+    tr__spin_lock(&mb->wait_lock);
+    if (atomic_load_explicit(&mb->closed, memory_order_relaxed)) {
+        tr__spin_unlock(&mb->wait_lock);
+        return false;
+    }
+    w->next = NULL;
+    w->prev = mb->wait_tail;
+    if (mb->wait_tail)
+        mb->wait_tail->next = w;
+    else
+        mb->wait_head = w;
+    mb->wait_tail = w;
+    w->listed = true;
+    atomic_fetch_add(&mb->nwaiters, 1); /* seq_cst: see sync_waiters */
+    tr__spin_unlock(&mb->wait_lock);
+    tr__fence_store_load(); /* before the caller re-reads the ring */
+    return true;
+}
+
+/* Take a waiter off the list if a receiver has not already done so. */
+static void remove_waiter(struct tr_mailbox *mb, tr__waiter *w)
+{
+    tr__spin_lock(&mb->wait_lock);
+    if (w->listed) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            mb->wait_head = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            mb->wait_tail = w->prev;
+        w->listed = false;
+        atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
+    }
+    tr__spin_unlock(&mb->wait_lock);
+}
+
+static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
+                           tr_deadline deadline)
+{
+    tr__waiter w = {.actor = self};
+    int rc = tr__actor_park_begin(self, TR__PARK_WAIT, deadline, &w.token);
+    if (rc)
+        return rc;
+    if (!add_waiter(mb, &w)) {
+        tr__actor_park_cancel(self, w.token);
+        return TR_ENOACTOR;
+    }
+    if (has_room(mb) && tr__actor_claim(self, w.token)) {
+        remove_waiter(mb, &w);
+        tr__actor_park_cancel(self, w.token);
+        return 0;
+    }
+    tr__actor_park_switch(self);
+    remove_waiter(mb, &w);
+    if (atomic_load_explicit(&mb->closed, memory_order_acquire))
+        return TR_ENOACTOR;
+    return w.woken ? 0 : TR_ETIMEDOUT;
+}
+
+static int wait_room_thread(struct tr_mailbox *mb, tr_deadline deadline)
+{
+    tr__waiter w = {.actor = NULL};
+    int rc = 0;
+
+    if (!add_waiter(mb, &w))
+        return TR_ENOACTOR;
+    while (!has_room(mb) && !atomic_load_explicit(&w.word, memory_order_acquire)) {
+        if (tr__futex_wait(&w.word, 0, deadline) == TR_ETIMEDOUT) {
+            rc = TR_ETIMEDOUT;
+            break;
+        }
+    }
+    remove_waiter(mb, &w);
+    /* A receiver may have picked us just as we timed out: use its room. */
+    if (w.woken)
+        rc = 0;
+    if (atomic_load_explicit(&mb->closed, memory_order_acquire))
+        rc = TR_ENOACTOR;
+    return rc;
+}
+
+int tr__mailbox_wait_room(struct tr_mailbox *mb, tr_deadline deadline)
+{
+    tr__worker *wk = tr__worker_now();
+    struct tr_actor *self = wk ? wk->current : NULL;
+    return self ? wait_room_actor(mb, self, deadline)
+                : wait_room_thread(mb, deadline);
+}
+
+void tr__mailbox_close(struct tr_mailbox *mb)
+{
+    tr__spin_lock(&mb->wait_lock);
+    atomic_store_explicit(&mb->closed, true, memory_order_release);
+    tr__spin_unlock(&mb->wait_lock);
+    while (atomic_load_explicit(&mb->nwaiters, memory_order_acquire))
+        wake_one_sender(mb);
+}
+
+void tr__mailbox_forget_actor_waiters(struct tr_mailbox *mb)
+{
+    tr__spin_lock(&mb->wait_lock);
+    for (tr__waiter *w = mb->wait_head; w; w = w->next) {
+        if (!w->actor)
+            continue;
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            mb->wait_head = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        else
+            mb->wait_tail = w->prev;
+        atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
+    }
+    tr__spin_unlock(&mb->wait_lock);
+}
+
+void tr__mailbox_destroy(struct tr_mailbox *mb)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    if (!rb)
+        return;
+    tr_msg m;
+    while (ck_ring_dequeue_mpsc_tr_msg(&rb->ring, rb->slots, &m)) {
+        TR_TSAN_ACQUIRE(rb);
+        tr_msg_release(&m);
+    }
+    free(rb);
+    atomic_store_explicit(&mb->rb, NULL, memory_order_relaxed);
+}
