@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fence.h"
 #include "runtime.h"
 
 /* Smallest private stack a loop actor may ask for. */
@@ -135,8 +134,7 @@ static void run_turn(struct tr_actor *a)
             tr__schedule(sys, a);
             return;
         }
-        atomic_exchange(&a->scheduled, 0);
-        tr__fence_store_load();
+        atomic_exchange(&a->scheduled, 0); /* pairs with tr__mailbox_notify */
         if (tr__mailbox_empty(&a->mbox) || atomic_exchange(&a->scheduled, 1)) {
             tr__worker_now()->current = NULL;
             return;

@@ -15,7 +15,6 @@
  * Every park starts a new even token, so a late timer for an old park
  * finds its token gone and does nothing.
  */
-#include "fence.h"
 #include "runtime.h"
 
 int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
@@ -70,7 +69,13 @@ bool tr__actor_claim(struct tr_actor *a, uint32_t token)
 void tr__actor_arrive(struct tr_actor *a)
 {
     /* acq_rel: the second arrival sees everything the first one did. */
-    if (atomic_fetch_add_explicit(&a->gate, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_add_explicit(&a->gate, 1, memory_order_acq_rel) != 1)
+        return;
+    /* A yield goes behind all work, local or not, as Go's Gosched does;
+     * on the local queue it would run again before the global list. */
+    if (atomic_load_explicit(&a->park_kind, memory_order_relaxed) == TR__PARK_YIELD)
+        tr__schedule_global(a->mbox.sys, a);
+    else
         tr__schedule(a->mbox.sys, a);
 }
 
@@ -114,10 +119,9 @@ int tr_recv(tr_msg *out, tr_deadline deadline)
         int rc = tr__actor_park_begin(a, TR__PARK_RECV, deadline, &token);
         if (rc)
             return rc;
-        /* Publish: from here a sender that flips scheduled wakes us.  The
-         * RMW then the fence pair with tr__mailbox_notify. */
+        /* Publish: from here a sender that flips scheduled wakes us.  An
+         * exchange, not a store: it pairs with tr__mailbox_notify. */
         atomic_exchange(&a->scheduled, 0);
-        tr__fence_store_load();
         if (!tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1)) {
             tr__actor_park_cancel(a, token);
             continue;

@@ -210,12 +210,18 @@ static void wake_worker(tr_system *sys)
 /* Wake one parked worker unless one is already looking for work. */
 static void maybe_wake(tr_system *sys)
 {
-    /* Pairs with the fence in park_worker: either we see it idle, or it
-     * sees the work we just queued. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&sys->nidle, memory_order_relaxed) &&
+    /* A read-modify-write, not a plain load: it joins the chain of RMWs
+     * on nidle, so either it reads a parker's increment (and wakes it),
+     * or the parker's increment reads from it and then sees our work. */
+    if (atomic_fetch_add(&sys->nidle, 0) &&
         !atomic_load_explicit(&sys->nsearching, memory_order_relaxed))
         wake_worker(sys);
+}
+
+void tr__schedule_global(tr_system *sys, struct tr_actor *a)
+{
+    global_push(sys, a);
+    maybe_wake(sys);
 }
 
 void tr__schedule(tr_system *sys, struct tr_actor *a)
@@ -245,8 +251,14 @@ static struct tr_actor *steal(tr__worker *w)
         unsigned start = (unsigned)(w->rng >> 33) % sys->nworkers;
         for (unsigned i = 0; i < sys->nworkers && !a; i++) {
             tr__worker *victim = &sys->workers[(start + i) % sys->nworkers];
-            if (victim != w && ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &a))
+            /* ck writes its out-parameter even when it fails (a lost
+             * race that then finds the queue empty): only trust it on
+             * success, or two workers run one actor. */
+            struct tr_actor *got;
+            if (victim != w && ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &got)) {
                 TR_TSAN_ACQUIRE(&victim->runq);
+                a = got;
+            }
         }
         if (!a)
             a = global_pop(sys);
@@ -281,8 +293,7 @@ static void park_worker(tr__worker *w)
     sys->idle[sys->nidle_list++] = w->id;
     atomic_fetch_add(&sys->nidle, 1);
     tr__spin_unlock(&sys->idle_lock);
-    /* Pairs with the fence in maybe_wake. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* The increment above pairs with the RMW in maybe_wake. */
     if (!work_visible(sys) && !atomic_load(&sys->stopping))
         tr__futex_wait(&w->wake_word, 0, tr__timers_next(&w->timers));
     unlist_idle(w);

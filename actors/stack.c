@@ -47,6 +47,9 @@ void tr__stack_free(tr__stack *st)
         return;
     TR_VALGRIND_STACK_DEREGISTER(st->valgrind_id);
     TR_TSAN_FIBER_FREE(st->tsan_fiber);
+    /* Abandoned frames leave redzones; clear them before the address
+     * range can be reused for something else. */
+    TR_ASAN_UNPOISON(st->lo, st->size);
     munmap((char *)st->lo - st->guard, st->map_len);
 }
 

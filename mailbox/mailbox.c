@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../actors/fence.h"
 #include "../actors/futex.h"
 #include "../actors/runtime.h"
 #include "../actors/sanitizer.h"
@@ -71,10 +70,10 @@ int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg)
 
 void tr__mailbox_notify(struct tr_mailbox *mb)
 {
-    /* The exchange is a full barrier: it orders our enqueue before the
-     * read of the flag, and pairs with the owner's seq_cst store of 0
-     * followed by its emptiness check (see tr__actor_recv_park). */
-    tr__fence_store_load();
+    /* The exchange pairs with the owner's exchange of 0 before it looks
+     * at the ring (run_turn, tr_recv): if the owner's exchange reads our
+     * 1, our enqueue happened before its look; otherwise ours reads its 0
+     * and we schedule it.  Either way the message is seen. */
     if (mb->owner) {
         if (!atomic_exchange(&mb->owner->scheduled, 1))
             tr__actor_wake(mb->owner);
@@ -125,7 +124,7 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out)
     if (!rb || !ck_ring_dequeue_mpsc_tr_msg(&rb->ring, rb->slots, out))
         return false;
     TR_TSAN_ACQUIRE(rb);
-    /* Cheap unfenced look; tr__mailbox_sync_waiters is the guarantee. */
+    /* A cheap plain look; tr__mailbox_sync_waiters is the guarantee. */
     if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
         wake_one_sender(mb);
     return true;
@@ -145,10 +144,10 @@ static bool has_room(struct tr_mailbox *mb)
 
 void tr__mailbox_sync_waiters(struct tr_mailbox *mb)
 {
-    /* Pairs with the seq_cst increment of nwaiters in add_waiter: either
-     * we see the waiter, or the waiter's re-check sees our dequeue. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
+    /* An RMW, paired with the increment in add_waiter: either it reads
+     * that increment and we wake the waiter, or the increment reads from
+     * it, and then the waiter's re-check sees the room we made. */
+    if (atomic_fetch_add(&mb->nwaiters, 0))
         wake_one_sender(mb);
 }
 
@@ -170,7 +169,6 @@ static bool add_waiter(struct tr_mailbox *mb, tr__waiter *w)
     w->listed = true;
     atomic_fetch_add(&mb->nwaiters, 1); /* seq_cst: see sync_waiters */
     tr__spin_unlock(&mb->wait_lock);
-    tr__fence_store_load(); /* before the caller re-reads the ring */
     return true;
 }
 

@@ -13,9 +13,10 @@
  *     `signalled` word from 0 to 1.
  *   - Full ring: the sender registers a waiter (nwaiters++, a seq_cst
  *     read-modify-write), tries once more, and only then parks.  The
- *     receiver, after it frees room, looks at nwaiters and wakes one.  The
- *     two sides each write then read, with full fences in between, so at
- *     least one of them sees the other: no wake-up is lost.
+ *     receiver, after it frees room, looks at nwaiters and wakes one.
+ *     Both sides touch nwaiters with a read-modify-write, and RMWs on one
+ *     variable are totally ordered, so one of them sees the other: no
+ *     wake-up is lost.
  */
 #ifndef TR_MAILBOX_H
 #define TR_MAILBOX_H
@@ -82,9 +83,9 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out);
 bool tr__mailbox_empty(struct tr_mailbox *mb);
 
 /*
- * Owner side, after a run of takes: fence, then wake a waiting sender if
- * there is one.  tr__mailbox_take checks without a fence to stay cheap,
- * so this fenced check is what guarantees no sender is forgotten.
+ * Owner side, after a run of takes: an RMW on nwaiters, then wake a
+ * waiting sender if there is one.  tr__mailbox_take only loads nwaiters
+ * to stay cheap, so this check is what guarantees no sender is forgotten.
  */
 void tr__mailbox_sync_waiters(struct tr_mailbox *mb);
 

@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../actors/fence.h"
 #include "../actors/futex.h"
 #include "../actors/runtime.h"
 
@@ -74,7 +73,6 @@ int tr_mailbox_recv(tr_mailbox *mb, tr_msg *out, tr_deadline deadline)
         /* Announce that we sleep, then look once more (pairs with the
          * exchange in tr__mailbox_notify). */
         atomic_exchange(&mb->signalled, 0);
-        tr__fence_store_load();
         if (!tr__mailbox_empty(mb))
             continue;
         tr__futex_wait(&mb->signalled, 0, deadline);

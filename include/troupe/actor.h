@@ -40,10 +40,12 @@ typedef int (*tr_body)(tr_actor *self);
 typedef struct tr_spawn_opts {
     /* Mailbox capacity; 0 means the system's default.  The capacity is
      * rounded up to a power of two minus one (the ring keeps one slot
-     * free), so 64 holds 127 and 63 holds exactly 63. */
+     * free), so 63 holds exactly 63 and 64 holds 127. */
     uint32_t mailbox_capacity;
-    /* 0 runs the actor on the workers' shared stacks; a size gives it a
-     * dedicated stack of that many bytes for its whole life. */
+    /* Loop actors: 0 runs the body on the workers' shared stacks (of
+     * tr_config.stack_size); a size gives it a private stack of that many
+     * bytes from its start.  Handler actors always run on the shared
+     * stacks: a size above tr_config.stack_size is TR_EINVAL. */
     size_t stack_size;
     /* Opaque user state, returned by tr_actor_state. */
     void *state;

@@ -43,6 +43,15 @@ TR_API tr_ref tr_mailbox_ref(const tr_mailbox *mb);
 TR_API int tr_mailbox_recv(tr_mailbox *mb, tr_msg *out, tr_deadline deadline);
 
 /*
+ * tr_mailbox_depth - how many messages wait in the mailbox behind `ref`
+ * (an actor's or a thread's) and how many it can hold.  The depth is a
+ * snapshot: senders and the receiver keep moving.  Any thread may call it.
+ * Returns 0, TR_EINVAL or TR_ENOACTOR.
+ */
+TR_API int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
+                            uint32_t *capacity);
+
+/*
  * tr_mailbox_free - close and free the mailbox: later sends fail with
  * TR_ENOACTOR, queued messages are released.  Only the owner may call
  * it.  NULL is ignored.

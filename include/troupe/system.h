@@ -34,7 +34,7 @@ typedef struct tr_config {
 
 #define TR_CONFIG_INIT                                                        \
     ((tr_config){.workers = 0,                                                \
-                 .mailbox_capacity = 64,                                      \
+                 .mailbox_capacity = 63,                                      \
                  .stack_size = 256 * 1024,                                    \
                  .stack_guard = 1,                                            \
                  .max_actors = 1u << 22,                                      \

@@ -1,0 +1,47 @@
+#!/bin/sh
+# run.sh [NAME...] - run the benchmark programs, each in its own process
+# (so that peak RSS figures do not mix), under a timeout.
+#
+#   BUILD=build/release   where the programs are ($BUILD/bench/<name>)
+#   BENCH_SCALE, WORKERS  passed through to every program
+#   BENCH_LIMIT=300       seconds before a program is killed as hung
+#
+# stdout carries only the programs' JSON lines; progress and the summary
+# go to stderr.  Exits non-zero if any program fails or is missing.
+build=${BUILD:-build/release}
+limit=${BENCH_LIMIT:-300}
+dir=$build/bench
+
+if [ $# -eq 0 ]; then
+  for p in "$dir"/*; do
+    [ -f "$p" ] && [ -x "$p" ] && set -- "$@" "${p##*/}"
+  done
+  [ $# -gt 0 ] || { echo "run.sh: no benchmarks in $dir" >&2; exit 1; }
+fi
+
+# `timeout` is coreutils, not POSIX: run without a limit if it is absent.
+if command -v timeout >/dev/null 2>&1; then
+  limiter="timeout -k 10 $limit"
+else
+  limiter=""
+fi
+
+passed=0; failed=0; failures=""
+for name in "$@"; do
+  prog=$dir/$name
+  if [ ! -x "$prog" ]; then
+    echo "run.sh: no benchmark $prog" >&2
+    failed=$((failed + 1)); failures="$failures $name(missing)"
+    continue
+  fi
+  echo "== $name (BENCH_SCALE=${BENCH_SCALE:-1})" >&2
+  if $limiter "$prog"; then
+    passed=$((passed + 1))
+  else
+    rc=$?
+    [ "$rc" -eq 124 ] && echo "run.sh: $name timed out after ${limit}s" >&2
+    failed=$((failed + 1)); failures="$failures $name(exit $rc)"
+  fi
+done
+echo "bench: $passed passed, $failed failed" >&2
+[ "$failed" -eq 0 ] || { echo "bench: failed:$failures" >&2; exit 1; }

@@ -1,0 +1,21 @@
+/* depth.c - a snapshot of how full a mailbox is, for monitoring. */
+#include "../actors/runtime.h"
+
+int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
+                     uint32_t *capacity)
+{
+    if (!sys || !depth)
+        return TR_EINVAL;
+    uint8_t kind;
+    void *obj = tr__slot_get(&sys->slots, ref, &kind);
+    if (!obj)
+        return TR_ENOACTOR;
+    struct tr_mailbox *mb =
+        kind == TR__SLOT_ACTOR ? &((struct tr_actor *)obj)->mbox : obj;
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    *depth = rb ? ck_ring_size(&rb->ring) : 0;
+    if (capacity)
+        *capacity = mb->ring_size - 1;
+    tr__ref_put(sys, ref, obj, kind);
+    return 0;
+}

@@ -1,0 +1,447 @@
+/* test_actor.c - actors: spawning, handlers and loops, exit, yield, refs. */
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "support.h"
+
+/* ---- ping-pong: two handler actors bounce a counter ----------------- */
+
+static tr_mailbox *done_mb;
+static tr_ref pong_ref;
+static atomic_int order_errors;
+
+static int pong(tr_actor *self, tr_msg *m)
+{
+    return test_send(tr_actor_system(self), m->from, 1, m->a + 1, 0);
+}
+
+static int ping(tr_actor *self, tr_msg *m)
+{
+    /* m->a counts messages; both sides add one, so it stays even here. */
+    if (m->tag == 1 && m->a % 2 != 0)
+        atomic_fetch_add(&order_errors, 1);
+    if (m->a >= (uint64_t)m->b) {
+        test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, m->a, 0);
+        return TR_STOP;
+    }
+    tr_msg next = tr_msg_words(1, m->a + 1, m->b);
+    return tr_send(tr_actor_system(self), pong_ref, &next, TR_FOREVER);
+}
+
+static int pong_keeps_limit(tr_actor *self, tr_msg *m)
+{
+    tr_msg r = tr_msg_words(1, m->a + 1, m->b);
+    return tr_send(tr_actor_system(self), m->from, &r, TR_FOREVER);
+}
+
+static void test_pingpong_counts_every_round_trip(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(0);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_ref ping_ref;
+    assert_int_equal(tr_spawn(sys, pong_keeps_limit, NULL, &pong_ref), 0);
+    assert_int_equal(tr_spawn(sys, ping, NULL, &ping_ref), 0);
+    const uint64_t trips = 20000;
+    tr_msg start = tr_msg_words(0, 0, 2 * trips);
+    assert_int_equal(tr_send(sys, ping_ref, &start, TR_FOREVER), 0);
+    tr_msg done = test_recv(done_mb);
+    assert_int_equal(done.tag, 9);
+    assert_int_equal(done.a, 2 * trips);
+    assert_int_equal(atomic_load(&order_errors), 0);
+    assert_int_equal(done.from, ping_ref);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+    (void)pong;
+}
+
+/* ---- a ring of 1,000 actors passes one token -------------------------- */
+
+#define RING 1000
+static tr_ref ring_refs[RING];
+
+static int ring_member(tr_actor *self, tr_msg *m)
+{
+    uintptr_t me = (uintptr_t)tr_actor_state(self);
+    if (m->a == 0) {
+        test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, me, m->b);
+        return 0;
+    }
+    tr_ref next = ring_refs[(me + 1) % RING];
+    tr_msg t = tr_msg_words(1, m->a - 1, m->b + 1);
+    return tr_send(tr_actor_system(self), next, &t, TR_FOREVER);
+}
+
+static void test_ring_of_1000_actors_passes_token_every_hop(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(0);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    for (uintptr_t i = 0; i < RING; i++) {
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = (void *)i;
+        assert_int_equal(tr_spawn(sys, ring_member, &o, &ring_refs[i]), 0);
+    }
+    const uint64_t hops = 10 * RING + 7;
+    tr_msg t = tr_msg_words(1, hops, 0);
+    assert_int_equal(tr_send(sys, ring_refs[0], &t, TR_FOREVER), 0);
+    tr_msg done = test_recv(done_mb);
+    assert_int_equal(done.a, hops % RING); /* who holds it at the end */
+    assert_int_equal(done.b, hops);        /* every hop was made once */
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- loop actors receive in order and reply ---------------------------- */
+
+static int summer(tr_actor *self)
+{
+    uint64_t expect = 0, sum = 0;
+    for (;;) {
+        tr_msg m;
+        int rc = tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS));
+        if (rc)
+            return rc;
+        if (m.tag == 2)
+            break;
+        if (m.a != expect++)
+            return -100;
+        sum += m.a;
+    }
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, sum, expect);
+    return 0;
+}
+
+static void test_loop_actor_receives_in_send_order(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_ref r;
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 7;
+    assert_int_equal(tr_spawn_loop(sys, summer, &o, &r), 0);
+    const uint64_t n = 50000;
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(test_send(sys, r, 1, i, 0), 0);
+    assert_int_equal(test_send(sys, r, 2, 0, 0), 0);
+    tr_msg done = test_recv(done_mb);
+    assert_int_equal(done.b, n);
+    assert_int_equal(done.a, n * (n - 1) / 2);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- tr_recv deadlines --------------------------------------------------- */
+
+static int waits_then_reports(tr_actor *self)
+{
+    int64_t t0 = tr_now();
+    tr_msg m;
+    int rc = tr_recv(&m, tr_after_ms(30));
+    int64_t waited = tr_now() - t0;
+    int rc_now = tr_recv(&m, TR_NOW);
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9,
+              (uint64_t)(int64_t)rc, (uint64_t)waited);
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 10,
+              (uint64_t)(int64_t)rc_now, 0);
+    return 0;
+}
+
+static void test_recv_with_deadline_times_out_and_consumes_nothing(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    assert_int_equal(tr_spawn_loop(sys, waits_then_reports, NULL, NULL), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal((int)(int64_t)r.a, TR_ETIMEDOUT);
+    assert_true((int64_t)r.b >= 30 * 1000000LL);
+    r = test_recv(done_mb);
+    assert_int_equal((int)(int64_t)r.a, TR_ETIMEDOUT);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- exit: reasons, tr_exit from deep inside, stale refs ------------------ */
+
+static atomic_int after_exit;
+
+static void deep(int depth)
+{
+    if (depth == 0) {
+        tr_exit(-42);
+        return;
+    }
+    deep(depth - 1);
+    atomic_fetch_add(&after_exit, 1); /* never reached */
+}
+
+static int exits_deep(tr_actor *self)
+{
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, 0, 0);
+    deep(50);
+    atomic_fetch_add(&after_exit, 1);
+    return 0;
+}
+
+static int stops_on_first(tr_actor *self, tr_msg *m)
+{
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, m->a, 0);
+    return TR_STOP;
+}
+
+/* Send until the ref goes stale; the actor exits asynchronously. */
+static int wait_stale(tr_system *sys, tr_ref r)
+{
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (tr_now() < end) {
+        tr_msg m = tr_msg_words(3, 0, 0);
+        int rc = tr_try_send(sys, r, &m);
+        if (rc == TR_ENOACTOR)
+            return rc;
+    }
+    return 0;
+}
+
+static void test_exited_actor_ref_is_stale(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 16, &done_mb), 0);
+    tr_ref h, l;
+    assert_int_equal(tr_spawn(sys, stops_on_first, NULL, &h), 0);
+    assert_int_equal(test_send(sys, h, 1, 77, 0), 0);
+    assert_int_equal(test_recv(done_mb).a, 77);
+    assert_int_equal(wait_stale(sys, h), TR_ENOACTOR);
+
+    assert_int_equal(tr_spawn_loop(sys, exits_deep, NULL, &l), 0);
+    test_recv(done_mb);
+    assert_int_equal(wait_stale(sys, l), TR_ENOACTOR);
+    assert_int_equal(atomic_load(&after_exit), 0);
+
+    /* A ref that never existed, and the null ref. */
+    tr_msg m = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_send(sys, (tr_ref)0xFFFF00000123ull, &m, TR_NOW), TR_ENOACTOR);
+    assert_int_equal(tr_send(sys, TR_REF_NONE, &m, TR_NOW), TR_ENOACTOR);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- tr_yield: one worker, two actors take turns ------------------------- */
+
+static _Atomic uint64_t turns[2];
+static atomic_int interleavings, self_mismatch;
+
+static int yielder(tr_actor *self)
+{
+    uintptr_t me = (uintptr_t)tr_actor_state(self);
+    uint64_t other_seen = atomic_load(&turns[1 - me]);
+    for (int i = 0; i < 1000; i++) {
+        atomic_fetch_add(&turns[me], 1);
+        if (tr_yield() != 0 || tr_current() != self)
+            atomic_fetch_add(&self_mismatch, 1);
+        uint64_t now = atomic_load(&turns[1 - me]);
+        if (now != other_seen)
+            atomic_fetch_add(&interleavings, 1);
+        other_seen = now;
+    }
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, me, 0);
+    return 0;
+}
+
+static void test_yield_lets_the_other_actor_run_on_one_worker(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    for (uintptr_t i = 0; i < 2; i++) {
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = (void *)i;
+        assert_int_equal(tr_spawn_loop(sys, yielder, &o, NULL), 0);
+    }
+    test_recv(done_mb);
+    test_recv(done_mb);
+    assert_int_equal(atomic_load(&turns[0]), 1000);
+    assert_int_equal(atomic_load(&turns[1]), 1000);
+    /* With one worker, each yield hands over to the other actor. */
+    assert_true(atomic_load(&interleavings) >= 1900);
+    assert_int_equal(atomic_load(&self_mismatch), 0);
+    assert_int_equal(tr_yield(), TR_ECONTEXT);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- migration: code that parks may resume on another thread ------------- */
+
+static atomic_int migrations, wrong_current;
+
+static int migrant(tr_actor *self)
+{
+    /* gettid, not pthread_self: glibc declares the latter const, so the
+     * compiler may reuse its value across the switch (the very hazard
+     * this test is about). */
+    long before = syscall(SYS_gettid);
+    for (int i = 0; i < 2000 / TEST_SCALE; i++) {
+        tr_yield();
+        /* tr_current reads the worker afresh: it must be us. */
+        if (tr_current() != self || tr_self() != tr_actor_ref(self))
+            atomic_fetch_add(&wrong_current, 1);
+        long now = syscall(SYS_gettid);
+        if (now != before)
+            atomic_fetch_add(&migrations, 1);
+        before = now;
+    }
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, 0, 0);
+    return 0;
+}
+
+static void test_actors_that_migrate_between_workers_see_themselves(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 64, &done_mb), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(tr_spawn_loop(sys, migrant, NULL, NULL), 0);
+    for (int i = 0; i < 8; i++)
+        test_recv(done_mb);
+    assert_int_equal(atomic_load(&wrong_current), 0);
+    printf("   (%d migrations seen)\n", atomic_load(&migrations));
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- 100,000 actors spawned and exited ----------------------------------- */
+
+static int send_once(tr_actor *self)
+{
+    return test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9,
+                     (uintptr_t)tr_actor_state(self), 0);
+}
+
+static void test_100000_actors_spawn_report_and_exit(void **state)
+{
+    (void)state;
+    const unsigned n = 100000 / TEST_SCALE;
+    tr_system *sys = test_system(0);
+    assert_int_equal(tr_mailbox_new(sys, 1024, &done_mb), 0);
+    uint8_t *seen = calloc(n, 1);
+    unsigned got = 0;
+    for (uintptr_t i = 0; i < n; i++) {
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = (void *)i;
+        int rc;
+        while ((rc = tr_spawn_loop(sys, send_once, &o, NULL)) == TR_ELIMIT)
+            ;
+        assert_int_equal(rc, 0);
+        tr_msg m;
+        while (tr_mailbox_recv(done_mb, &m, TR_NOW) == 0) {
+            assert_int_equal(seen[m.a], 0);
+            seen[m.a] = 1;
+            got++;
+        }
+    }
+    while (got < n) {
+        tr_msg m = test_recv(done_mb);
+        assert_int_equal(seen[m.a], 0);
+        seen[m.a] = 1;
+        got++;
+    }
+    free(seen);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- a loop actor with a private, larger stack --------------------------- */
+
+static uint64_t burn_stack(int depth)
+{
+    volatile char buf[1024];
+    memset((char *)buf, depth & 0xff, sizeof buf);
+    return depth ? buf[depth % 1024] + burn_stack(depth - 1) : 0;
+}
+
+static int deep_stack(tr_actor *self)
+{
+    tr_msg m;
+    tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)); /* park on it once */
+    uint64_t r = burn_stack(700);               /* about 750 KiB */
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, r, 0);
+    return 0;
+}
+
+static void test_loop_actor_with_private_stack_runs_deep_calls(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.stack_size = 2u << 20;
+    o.name = "deep";
+    tr_ref r;
+    assert_int_equal(tr_spawn_loop(sys, deep_stack, &o, &r), 0);
+    assert_int_equal(test_send(sys, r, 1, 0, 0), 0);
+    tr_msg m = test_recv(done_mb);
+    assert_int_equal(m.a, burn_stack(700));
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- bad arguments get clear errors -------------------------------------- */
+
+static int noop(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    (void)m;
+    return 0;
+}
+
+static void test_bad_arguments_are_rejected(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    assert_int_equal(tr_spawn(NULL, noop, NULL, NULL), TR_EINVAL);
+    assert_int_equal(tr_spawn(sys, NULL, NULL, NULL), TR_EINVAL);
+    assert_int_equal(tr_spawn_loop(sys, NULL, NULL, NULL), TR_EINVAL);
+    o.mailbox_capacity = 1u << 30;
+    assert_int_equal(tr_spawn(sys, noop, &o, NULL), TR_EINVAL);
+    o.mailbox_capacity = 0;
+    o.stack_size = 64u << 20; /* handlers run on the shared stacks */
+    assert_int_equal(tr_spawn(sys, noop, &o, NULL), TR_EINVAL);
+    o.stack_size = 100;
+    assert_int_equal(tr_spawn_loop(sys, summer, &o, NULL), TR_EINVAL);
+    tr_ref r;
+    assert_int_equal(tr_spawn(sys, noop, NULL, &r), 0);
+    assert_int_equal(tr_send(sys, r, NULL, TR_NOW), TR_EINVAL);
+    assert_int_equal(tr_send(NULL, r, NULL, TR_NOW), TR_EINVAL);
+    tr_msg m;
+    assert_int_equal(tr_recv(&m, TR_NOW), TR_ECONTEXT);
+    assert_null(tr_current());
+    assert_int_equal(tr_self(), TR_REF_NONE);
+    tr_exit(0); /* outside an actor: returns and does nothing */
+    assert_string_equal(tr_err_name(TR_EFULL), "TR_EFULL");
+    assert_string_equal(tr_strerror(TR_ENOACTOR),
+                        "no such actor (it has exited or never existed)");
+    assert_string_equal(tr_strerror(12345), "unknown error");
+    tr_system_free(sys);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pingpong_counts_every_round_trip),
+        cmocka_unit_test(test_ring_of_1000_actors_passes_token_every_hop),
+        cmocka_unit_test(test_loop_actor_receives_in_send_order),
+        cmocka_unit_test(test_recv_with_deadline_times_out_and_consumes_nothing),
+        cmocka_unit_test(test_exited_actor_ref_is_stale),
+        cmocka_unit_test(test_yield_lets_the_other_actor_run_on_one_worker),
+        cmocka_unit_test(test_actors_that_migrate_between_workers_see_themselves),
+        cmocka_unit_test(test_100000_actors_spawn_report_and_exit),
+        cmocka_unit_test(test_loop_actor_with_private_stack_runs_deep_calls),
+        cmocka_unit_test(test_bad_arguments_are_rejected),
+    };
+    return cmocka_run_group_tests_name("actors", tests, NULL, NULL);
+}

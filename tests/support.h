@@ -1,0 +1,60 @@
+/*
+ * support.h - helpers shared by the cmocka suites.
+ *
+ * cmocka is not thread safe: only the main thread asserts.  Actors record
+ * what they see in atomics or report to a mailbox the main thread owns,
+ * and the main thread checks after the fact.
+ */
+#ifndef TR_TEST_SUPPORT_H
+#define TR_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "troupe.h"
+
+/* Generous: the machines are shared and sanitizer builds are slow. */
+#define TEST_DEADLINE_MS 20000
+
+/* A system with `workers` threads (0: one per CPU). */
+static inline tr_system *test_system(unsigned workers)
+{
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = workers;
+    tr_system *sys = NULL;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    return sys;
+}
+
+/* Receive one message on a thread mailbox or fail the test. */
+static inline tr_msg test_recv(tr_mailbox *mb)
+{
+    tr_msg m = {0};
+    int rc = tr_mailbox_recv(mb, &m, tr_after_ms(TEST_DEADLINE_MS));
+    if (rc)
+        fail_msg("tr_mailbox_recv: %s", tr_strerror(rc));
+    return m;
+}
+
+/* Send from an actor, failing loudly (to stderr) if it does not work. */
+static inline int test_send(tr_system *sys, tr_ref to, uint64_t tag,
+                            uint64_t a, uint64_t b)
+{
+    tr_msg m = tr_msg_words(tag, a, b);
+    return tr_send(sys, to, &m, tr_after_ms(TEST_DEADLINE_MS));
+}
+
+/* Sanitizer builds run the heavy tests with fewer iterations. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TEST_SCALE 4
+#else
+#define TEST_SCALE 1
+#endif
+
+#endif
