@@ -69,7 +69,7 @@ BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(filter-out bench/bench_common.c,$(BENCH
 SAMPLES   := $(patsubst samples/%/main.c,%,$(wildcard samples/*/main.c))
 SAMPLE_BIN := $(patsubst %,$(BUILD)/samples/%,$(SAMPLES))
 
-.PHONY: all lib deps test test-one test-cross test-install bench demo install clean tests benches samples
+.PHONY: all lib deps test test-one test-header test-cross test-install bench demo install clean tests benches samples
 .DEFAULT_GOAL := all
 
 all: lib
@@ -101,7 +101,7 @@ $(LIB_SO): $(LIB_OBJ)
 $(BUILD)/tests/%: tests/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  TEST  $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Itests $< -o $@ $(LDFLAGS) $(LIB_A) $(TEST_LIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Itests -Iactors $< -o $@ $(LDFLAGS) $(LIB_A) $(TEST_LIBS)
 
 $(BUILD)/bench/%: bench/%.c bench/bench_common.c $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -121,7 +121,14 @@ samples: $(SAMPLE_BIN)
 test-one: tests
 	$(Q)sh tests/run.sh $(BUILD) $(TEST_BIN)
 
-test: deps
+# The portable swapcontext switch, checked on this machine too.
+build/ucontext/test_ctx: tests/actors/test_ctx.c actors/ctx_ucontext.c actors/ctx.h tests/cross/ctx_cases.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -std=gnu11 -O2 -g -Wall -Wextra -DTR_CTX_UCONTEXT -Iinclude -Iactors -Itests \
+	  tests/actors/test_ctx.c actors/ctx_ucontext.c -o $@ -lcmocka
+
+test: deps build/ucontext/test_ctx
+	$(Q)sh tests/run.sh build/ucontext build/ucontext/test_ctx
 	$(Q)$(MAKE) --no-print-directory test-one
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=address
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=thread
@@ -168,7 +175,7 @@ test-install:
 	$(Q)rm -rf build/stage && $(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/build/stage PREFIX=/usr
 	$(Q)PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/build/stage PKG_CONFIG_LIBDIR=$(CURDIR)/build/stage/usr/lib/pkgconfig \
 	  sh -c '$(CC) tests/install/hello.c -o build/stage/hello $$(pkg-config --cflags --libs --static troupe)'
-	$(Q)build/stage/hello
+	$(Q)LD_LIBRARY_PATH=$(CURDIR)/build/stage/usr/lib build/stage/hello
 
 clean:
 	rm -rf build troupe.pc

@@ -11,10 +11,12 @@
 typedef struct thread_mailbox {
     struct tr_mailbox mb;
     pthread_t owner;
+    struct thread_mailbox *next_owned; /* this thread's other mailboxes */
 } thread_mailbox;
 
-/* The mailbox whose ref this thread's sends carry as their sender. */
-static __thread struct tr_mailbox *tls_reply_to;
+/* The mailboxes this thread owns, newest last in effect: a send carries
+ * the ref of the oldest one that belongs to the same system. */
+static __thread thread_mailbox *tls_owned;
 
 static thread_mailbox *outer(struct tr_mailbox *mb)
 {
@@ -47,8 +49,10 @@ int tr_mailbox_new(tr_system *sys, uint32_t capacity, tr_mailbox **out)
         free(t);
         return rc;
     }
-    if (!tls_reply_to)
-        tls_reply_to = &t->mb;
+    thread_mailbox **tail = &tls_owned;
+    while (*tail)
+        tail = &(*tail)->next_owned;
+    *tail = t;
     *out = &t->mb;
     return 0;
 }
@@ -83,8 +87,12 @@ void tr_mailbox_free(tr_mailbox *mb)
 {
     if (!mb || !owned_here(mb))
         return;
-    if (tls_reply_to == mb)
-        tls_reply_to = NULL;
+    for (thread_mailbox **p = &tls_owned; *p; p = &(*p)->next_owned) {
+        if (*p == outer(mb)) {
+            *p = outer(mb)->next_owned;
+            break;
+        }
+    }
     tr__mailbox_close(mb);
     if (tr__slot_kill(&mb->sys->slots, mb->ref))
         tr__thread_mailbox_destroy(mb);
@@ -102,6 +110,8 @@ tr_ref tr__sender_ref(tr_system *sys)
     tr__worker *w = tr__worker_now();
     if (w)
         return w->current && w->sys == sys ? w->current->mbox.ref : TR_REF_NONE;
-    return tls_reply_to && tls_reply_to->sys == sys ? tls_reply_to->ref
-                                                    : TR_REF_NONE;
+    for (thread_mailbox *t = tls_owned; t; t = t->next_owned)
+        if (t->mb.sys == sys)
+            return t->mb.ref;
+    return TR_REF_NONE;
 }

@@ -24,8 +24,9 @@ typedef struct tr_mailbox tr_mailbox;
 /*
  * tr_mailbox_new - create a mailbox owned by the calling thread, which
  * must not be a worker.  `capacity` as in tr_spawn_opts (0: the system's
- * default).  While the thread owns it, tr_send from this thread stamps
- * the mailbox's ref as the sender.
+ * default).  While the thread owns it, tr_send from this thread to the
+ * same system stamps the mailbox's ref as the sender (with several, the
+ * oldest one).
  * Returns 0, TR_EINVAL, TR_ENOMEM, TR_ELIMIT, TR_ESHUTDOWN, or
  * TR_ECONTEXT (called from an actor: actor-owned mailboxes come later).
  */

@@ -1,0 +1,26 @@
+/*
+ * ctx_selftest.c - the context-switch cases without cmocka, for the
+ * aarch64 cross build that `make test-cross` runs under qemu-user.
+ */
+#include <stdio.h>
+
+#include "ctx_cases.h"
+
+int main(void)
+{
+    int (*cases[])(void) = {ctx_case_round_robin, ctx_case_alignment};
+    const char *names[] = {"round_robin", "alignment"};
+    int passed = 0, failed = 0;
+    for (int i = 0; i < 2; i++) {
+        int line = cases[i]();
+        if (line) {
+            printf("FAIL %s (ctx_cases.h:%d)\n", names[i], line);
+            failed++;
+        } else {
+            printf("ok   %s\n", names[i]);
+            passed++;
+        }
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

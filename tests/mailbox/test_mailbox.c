@@ -1,0 +1,372 @@
+/* test_mailbox.c - bounded mailboxes: fan-in, backpressure, deadlines,
+ * thread-owned mailboxes and payload ownership. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "support.h"
+
+static tr_mailbox *done_mb;
+
+/* ---- 8 producers into one consumer whose mailbox holds 3 -------------- */
+
+#define PRODUCERS 8
+static tr_ref consumer_ref;
+static atomic_int order_errors;
+static _Atomic uint32_t max_depth_seen;
+
+static int producer(tr_actor *self)
+{
+    uintptr_t id = (uintptr_t)tr_actor_state(self);
+    tr_system *sys = tr_actor_system(self);
+    const uint64_t n = 20000 / TEST_SCALE;
+    for (uint64_t i = 0; i < n; i++) {
+        tr_msg m = tr_msg_words(1, id, i);
+        int rc = tr_send(sys, consumer_ref, &m, tr_after_ms(TEST_DEADLINE_MS));
+        if (rc)
+            return rc;
+        uint32_t depth, cap;
+        if (tr_mailbox_depth(sys, consumer_ref, &depth, &cap) == 0 &&
+            depth > atomic_load(&max_depth_seen))
+            atomic_store(&max_depth_seen, depth);
+    }
+    return test_send(sys, consumer_ref, 2, id, n);
+}
+
+static uint64_t next_seq[PRODUCERS];
+static unsigned finished;
+static uint64_t received;
+
+static int consumer(tr_actor *self, tr_msg *m)
+{
+    if (m->tag == 2) {
+        if (next_seq[m->a] != m->b)
+            atomic_fetch_add(&order_errors, 1);
+        if (++finished == PRODUCERS)
+            test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, received, 0);
+        return 0;
+    }
+    if (m->b != next_seq[m->a]++)
+        atomic_fetch_add(&order_errors, 1);
+    received++;
+    return 0;
+}
+
+static void test_fanin_8_producers_into_capacity_3_keeps_each_order(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(0);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 3; /* exactly 3: 2^2 - 1 */
+    assert_int_equal(tr_spawn(sys, consumer, &o, &consumer_ref), 0);
+    uint32_t depth, cap;
+    assert_int_equal(tr_mailbox_depth(sys, consumer_ref, &depth, &cap), 0);
+    assert_int_equal(cap, 3);
+    for (uintptr_t i = 0; i < PRODUCERS; i++) {
+        tr_spawn_opts p = TR_SPAWN_OPTS_INIT;
+        p.state = (void *)i;
+        assert_int_equal(tr_spawn_loop(sys, producer, &p, NULL), 0);
+    }
+    tr_msg done = test_recv(done_mb);
+    assert_int_equal(done.a, PRODUCERS * (20000 / TEST_SCALE));
+    assert_int_equal(atomic_load(&order_errors), 0);
+    assert_true(atomic_load(&max_depth_seen) <= 3);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- backpressure on ONE worker: the parked sender must yield ------------ */
+
+static tr_ref slow_ref;
+static atomic_int sends_that_found_full;
+static _Atomic uint64_t slow_got;
+
+static int slow_consumer(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    int64_t until = tr_now() + 2000; /* 2 us of "work" */
+    while (tr_now() < until)
+        ;
+    atomic_fetch_add(&slow_got, m->a);
+    return 0;
+}
+
+static int fast_producer(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    const uint64_t n = 20000 / TEST_SCALE;
+    for (uint64_t i = 1; i <= n; i++) {
+        uint32_t depth = 0, cap = 0;
+        tr_mailbox_depth(sys, slow_ref, &depth, &cap);
+        if (depth == cap)
+            atomic_fetch_add(&sends_that_found_full, 1);
+        /* With one worker the consumer can only run if this send parks
+         * the producer and gives the worker back. */
+        int rc = test_send(sys, slow_ref, 1, i, 0);
+        if (rc)
+            return rc;
+    }
+    return test_send(sys, tr_mailbox_ref(done_mb), 9, n, 0);
+}
+
+static void test_send_to_full_mailbox_parks_sender_on_one_worker(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 7;
+    assert_int_equal(tr_spawn(sys, slow_consumer, &o, &slow_ref), 0);
+    assert_int_equal(tr_spawn_loop(sys, fast_producer, NULL, NULL), 0);
+    tr_msg done = test_recv(done_mb);
+    uint64_t n = done.a;
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (atomic_load(&slow_got) != n * (n + 1) / 2 && tr_now() < end)
+        ;
+    assert_int_equal(atomic_load(&slow_got), n * (n + 1) / 2);
+    /* The producer really did hit a full mailbox (and so parked). */
+    assert_true(atomic_load(&sends_that_found_full) > 0);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- try_send and deadlines on a full mailbox --------------------------- */
+
+static void test_full_mailbox_try_send_efull_and_deadline_etimedout(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, 3, &mb), 0);
+    tr_msg m = tr_msg_words(1, 0, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tr_try_send(sys, tr_mailbox_ref(mb), &m), 0);
+    assert_int_equal(tr_try_send(sys, tr_mailbox_ref(mb), &m), TR_EFULL);
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_NOW), TR_ETIMEDOUT);
+    int64_t t0 = tr_now();
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, tr_after_ms(30)), TR_ETIMEDOUT);
+    assert_true(tr_now() - t0 >= 30 * 1000000LL);
+    uint32_t depth;
+    assert_int_equal(tr_mailbox_depth(sys, tr_mailbox_ref(mb), &depth, NULL), 0);
+    assert_int_equal(depth, 3); /* the timed-out send left nothing behind */
+    tr_msg out;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tr_mailbox_recv(mb, &out, TR_NOW), 0);
+    t0 = tr_now();
+    assert_int_equal(tr_mailbox_recv(mb, &out, tr_after_ms(30)), TR_ETIMEDOUT);
+    assert_true(tr_now() - t0 >= 30 * 1000000LL);
+    assert_int_equal(tr_mailbox_recv(mb, &out, TR_NOW), TR_ETIMEDOUT);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
+/* ---- an actor's send with a deadline to a mailbox nobody drains ---------- */
+
+static tr_mailbox *stuck_mb;
+
+static int sends_into_stuck(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_msg m = tr_msg_words(1, 0, 0);
+    int first = tr_send(sys, tr_mailbox_ref(stuck_mb), &m, TR_FOREVER);
+    int64_t t0 = tr_now();
+    int second = tr_send(sys, tr_mailbox_ref(stuck_mb), &m, tr_after_ms(30));
+    int64_t waited = tr_now() - t0;
+    test_send(sys, tr_mailbox_ref(done_mb), 9, (uint64_t)(int64_t)first,
+              (uint64_t)(int64_t)second);
+    return test_send(sys, tr_mailbox_ref(done_mb), 10, (uint64_t)waited, 0);
+}
+
+static void test_actor_send_deadline_expires_on_full_mailbox(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    assert_int_equal(tr_mailbox_new(sys, 1, &stuck_mb), 0);
+    assert_int_equal(tr_spawn_loop(sys, sends_into_stuck, NULL, NULL), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal((int)(int64_t)r.a, 0);
+    assert_int_equal((int)(int64_t)r.b, TR_ETIMEDOUT);
+    r = test_recv(done_mb);
+    assert_true((int64_t)r.a >= 30 * 1000000LL);
+    uint32_t depth;
+    assert_int_equal(tr_mailbox_depth(sys, tr_mailbox_ref(stuck_mb), &depth, NULL), 0);
+    assert_int_equal(depth, 1);
+    tr_mailbox_free(stuck_mb);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- a foreign thread blocks in send until an actor makes room ----------- */
+
+static _Atomic uint64_t slow_sum;
+
+static int sums_slowly(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    int64_t until = tr_now() + 5000;
+    while (tr_now() < until)
+        ;
+    atomic_fetch_add(&slow_sum, m->a);
+    return 0;
+}
+
+static void test_foreign_thread_send_blocks_until_room(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 1;
+    tr_ref r;
+    assert_int_equal(tr_spawn(sys, sums_slowly, &o, &r), 0);
+    const uint64_t n = 3000 / TEST_SCALE;
+    for (uint64_t i = 1; i <= n; i++)
+        assert_int_equal(test_send(sys, r, 1, i, 0), 0);
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (atomic_load(&slow_sum) != n * (n + 1) / 2 && tr_now() < end)
+        ;
+    assert_int_equal(atomic_load(&slow_sum), n * (n + 1) / 2);
+    tr_system_free(sys);
+}
+
+/* ---- thread mailboxes: owner only; sender ref; replies ------------------- */
+
+static tr_mailbox *shared_mb;
+static int other_thread_rc;
+
+static void *try_recv_elsewhere(void *arg)
+{
+    (void)arg;
+    tr_msg m;
+    other_thread_rc = tr_mailbox_recv(shared_mb, &m, TR_NOW);
+    return NULL;
+}
+
+static int echo(tr_actor *self, tr_msg *m)
+{
+    return test_send(tr_actor_system(self), m->from, 2, m->a * 2, 0);
+}
+
+static void test_thread_mailbox_is_owned_and_receives_replies(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 4, &shared_mb), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, try_recv_elsewhere, NULL);
+    pthread_join(t, NULL);
+    assert_int_equal(other_thread_rc, TR_ECONTEXT);
+
+    tr_ref e;
+    assert_int_equal(tr_spawn(sys, echo, NULL, &e), 0);
+    for (uint64_t i = 0; i < 100; i++) {
+        assert_int_equal(test_send(sys, e, 1, i, 0), 0);
+        tr_msg r = test_recv(shared_mb);
+        assert_int_equal(r.a, 2 * i);
+        assert_int_equal(r.from, e);
+    }
+    tr_mailbox_free(shared_mb);
+    /* A freed mailbox's ref is stale. */
+    tr_msg m = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(shared_mb), &m, TR_NOW), TR_ENOACTOR);
+    tr_system_free(sys);
+}
+
+/* ---- payload destructors run exactly once -------------------------------- */
+
+static atomic_int freed;
+
+static void count_free(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    atomic_fetch_add(&freed, 1);
+}
+
+static void test_queued_payloads_are_released_when_mailbox_is_freed(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, 15, &mb), 0);
+    for (int i = 0; i < 15; i++) {
+        tr_msg m = tr_msg_buf(1, malloc(32), 32, count_free);
+        assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_NOW), 0);
+    }
+    /* A failed send leaves the payload with the caller. */
+    tr_msg extra = tr_msg_buf(1, malloc(32), 32, count_free);
+    assert_int_equal(tr_try_send(sys, tr_mailbox_ref(mb), &extra), TR_EFULL);
+    assert_int_equal(atomic_load(&freed), 0);
+    tr_msg_release(&extra);
+    tr_msg_release(&extra); /* the second call does nothing */
+    assert_int_equal(atomic_load(&freed), 1);
+    /* One received and released by hand, the rest by tr_mailbox_free. */
+    tr_msg got;
+    assert_int_equal(tr_mailbox_recv(mb, &got, TR_NOW), 0);
+    tr_msg_release(&got);
+    assert_int_equal(atomic_load(&freed), 2);
+    tr_mailbox_free(mb);
+    assert_int_equal(atomic_load(&freed), 16);
+    tr_system_free(sys);
+}
+
+/* ---- an exiting receiver wakes its parked senders with TR_ENOACTOR ------- */
+
+static tr_ref quitter_ref;
+
+static int quits_after_one(tr_actor *self)
+{
+    tr_msg m;
+    tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS));
+    (void)self;
+    /* Give the sender time to fill the mailbox and park. */
+    int64_t until = tr_now() + 20 * 1000000LL;
+    while (tr_now() < until)
+        tr_yield();
+    return 0;
+}
+
+static int floods_quitter(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    int rc = 0;
+    uint64_t sent = 0;
+    while (rc == 0) {
+        tr_msg m = tr_msg_words(1, sent, 0);
+        rc = tr_send(sys, quitter_ref, &m, tr_after_ms(TEST_DEADLINE_MS));
+        if (rc == 0)
+            sent++;
+    }
+    return test_send(sys, tr_mailbox_ref(done_mb), 9, (uint64_t)(int64_t)rc, sent);
+}
+
+static void test_exit_wakes_parked_senders_with_enoactor(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 3;
+    assert_int_equal(tr_spawn_loop(sys, quits_after_one, &o, &quitter_ref), 0);
+    assert_int_equal(tr_spawn_loop(sys, floods_quitter, NULL, NULL), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal((int)(int64_t)r.a, TR_ENOACTOR);
+    assert_true(r.b >= 4); /* one taken, three queued, then it parked */
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fanin_8_producers_into_capacity_3_keeps_each_order),
+        cmocka_unit_test(test_send_to_full_mailbox_parks_sender_on_one_worker),
+        cmocka_unit_test(test_full_mailbox_try_send_efull_and_deadline_etimedout),
+        cmocka_unit_test(test_actor_send_deadline_expires_on_full_mailbox),
+        cmocka_unit_test(test_foreign_thread_send_blocks_until_room),
+        cmocka_unit_test(test_thread_mailbox_is_owned_and_receives_replies),
+        cmocka_unit_test(test_queued_payloads_are_released_when_mailbox_is_freed),
+        cmocka_unit_test(test_exit_wakes_parked_senders_with_enoactor),
+    };
+    return cmocka_run_group_tests_name("mailbox", tests, NULL, NULL);
+}
