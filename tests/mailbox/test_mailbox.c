@@ -265,10 +265,11 @@ static void test_thread_mailbox_is_owned_and_receives_replies(void **state)
         assert_int_equal(r.a, 2 * i);
         assert_int_equal(r.from, e);
     }
+    tr_ref gone = tr_mailbox_ref(shared_mb);
     tr_mailbox_free(shared_mb);
     /* A freed mailbox's ref is stale. */
     tr_msg m = tr_msg_words(1, 0, 0);
-    assert_int_equal(tr_send(sys, tr_mailbox_ref(shared_mb), &m, TR_NOW), TR_ENOACTOR);
+    assert_int_equal(tr_send(sys, gone, &m, TR_NOW), TR_ENOACTOR);
     tr_system_free(sys);
 }
 
