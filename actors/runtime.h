@@ -184,6 +184,11 @@ void tr__mailbox_forget_actor_waiters(struct tr_mailbox *mb);
 /* The scheduler loop (never returns) and the worker thread's entry. */
 void *tr__worker_main(void *arg);
 
+/* Borrow the mailbox behind an actor's or a thread mailbox's ref; NULL if
+ * the ref is stale.  Give it back with tr__ref_put(sys, ref, *obj, *kind). */
+struct tr_mailbox *tr__mailbox_borrow(struct tr_system *sys, tr_ref ref,
+                                      void **obj, uint8_t *kind);
+
 /* Drop a borrow taken with tr__slot_get on an actor or mailbox ref. */
 void tr__ref_put(struct tr_system *sys, tr_ref ref, void *obj, uint8_t kind);
 

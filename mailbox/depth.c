@@ -7,11 +7,10 @@ int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
     if (!sys || !depth)
         return TR_EINVAL;
     uint8_t kind;
-    void *obj = tr__slot_get(&sys->slots, ref, &kind);
-    if (!obj)
+    void *obj;
+    struct tr_mailbox *mb = tr__mailbox_borrow(sys, ref, &obj, &kind);
+    if (!mb)
         return TR_ENOACTOR;
-    struct tr_mailbox *mb =
-        kind == TR__SLOT_ACTOR ? &((struct tr_actor *)obj)->mbox : obj;
     tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
     *depth = rb ? ck_ring_size(&rb->ring) : 0;
     if (capacity)

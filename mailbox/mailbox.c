@@ -82,6 +82,21 @@ void tr__mailbox_notify(struct tr_mailbox *mb)
     }
 }
 
+/* Take `w` off the wait list; the caller holds wait_lock. */
+static void unlink_waiter(struct tr_mailbox *mb, tr__waiter *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        mb->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        mb->wait_tail = w->prev;
+    w->listed = false;
+    atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
+}
+
 static void wake_one_sender(struct tr_mailbox *mb)
 {
     struct tr_actor *actor = NULL;
@@ -90,13 +105,7 @@ static void wake_one_sender(struct tr_mailbox *mb)
     tr__spin_lock(&mb->wait_lock);
     tr__waiter *w;
     while ((w = mb->wait_head) != NULL) {
-        mb->wait_head = w->next;
-        if (w->next)
-            w->next->prev = NULL;
-        else
-            mb->wait_tail = NULL;
-        w->listed = false;
-        atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
+        unlink_waiter(mb, w);
         if (!w->actor) {
             w->woken = true;
             word = &w->word;
@@ -176,18 +185,8 @@ static bool add_waiter(struct tr_mailbox *mb, tr__waiter *w)
 static void remove_waiter(struct tr_mailbox *mb, tr__waiter *w)
 {
     tr__spin_lock(&mb->wait_lock);
-    if (w->listed) {
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            mb->wait_head = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            mb->wait_tail = w->prev;
-        w->listed = false;
-        atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
-    }
+    if (w->listed)
+        unlink_waiter(mb, w);
     tr__spin_unlock(&mb->wait_lock);
 }
 
@@ -256,19 +255,9 @@ void tr__mailbox_close(struct tr_mailbox *mb)
 void tr__mailbox_forget_actor_waiters(struct tr_mailbox *mb)
 {
     tr__spin_lock(&mb->wait_lock);
-    for (tr__waiter *w = mb->wait_head; w; w = w->next) {
-        if (!w->actor)
-            continue;
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            mb->wait_head = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        else
-            mb->wait_tail = w->prev;
-        atomic_fetch_sub_explicit(&mb->nwaiters, 1, memory_order_relaxed);
-    }
+    for (tr__waiter *w = mb->wait_head; w; w = w->next)
+        if (w->actor)
+            unlink_waiter(mb, w); /* keeps w->next */
     tr__spin_unlock(&mb->wait_lock);
 }
 

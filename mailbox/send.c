@@ -11,17 +11,25 @@ void tr__ref_put(tr_system *sys, tr_ref ref, void *obj, uint8_t kind)
         tr__thread_mailbox_destroy(obj);
 }
 
+struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
+                                      uint8_t *kind)
+{
+    *obj = tr__slot_get(&sys->slots, ref, kind);
+    if (!*obj)
+        return NULL;
+    return *kind == TR__SLOT_ACTOR ? &((struct tr_actor *)*obj)->mbox : *obj;
+}
+
 static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
                 tr_deadline deadline, bool wait)
 {
     if (!sys || !msg)
         return TR_EINVAL;
     uint8_t kind;
-    void *obj = tr__slot_get(&sys->slots, to, &kind);
-    if (!obj)
+    void *obj;
+    struct tr_mailbox *mb = tr__mailbox_borrow(sys, to, &obj, &kind);
+    if (!mb)
         return TR_ENOACTOR;
-    struct tr_mailbox *mb =
-        kind == TR__SLOT_ACTOR ? &((struct tr_actor *)obj)->mbox : obj;
 
     tr_msg m = *msg;
     m.from = tr__sender_ref(sys);
