@@ -72,9 +72,14 @@ void tr__actor_arrive(struct tr_actor *a)
     if (atomic_fetch_add_explicit(&a->gate, 1, memory_order_acq_rel) != 1)
         return;
     /* A yield goes behind all work, local or not, as Go's Gosched does;
-     * on the local queue it would run again before the global list. */
-    if (atomic_load_explicit(&a->park_kind, memory_order_relaxed) == TR__PARK_YIELD)
+     * on the local queue it would run again before the global list.  A
+     * sender that got room is woken by its receiver, which is busy: let
+     * an idle worker take the sender so that both sides run at once. */
+    int kind = atomic_load_explicit(&a->park_kind, memory_order_relaxed);
+    if (kind == TR__PARK_YIELD)
         tr__schedule_global(a->mbox.sys, a);
+    else if (kind == TR__PARK_WAIT)
+        tr__schedule_and_wake(a->mbox.sys, a);
     else
         tr__schedule(a->mbox.sys, a);
 }

@@ -147,6 +147,9 @@ void tr__wake_all_workers(struct tr_system *sys);
 /* Queue a runnable actor on this worker if possible, else globally. */
 void tr__schedule(struct tr_system *sys, struct tr_actor *a);
 
+/* Queue on this worker and wake an idle one to take it if there is one. */
+void tr__schedule_and_wake(struct tr_system *sys, struct tr_actor *a);
+
 /* Queue on the global list: behind everything, visible to every worker. */
 void tr__schedule_global(struct tr_system *sys, struct tr_actor *a);
 

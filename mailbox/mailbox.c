@@ -133,8 +133,12 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out)
     if (!rb || !ck_ring_dequeue_mpsc_tr_msg(&rb->ring, rb->slots, out))
         return false;
     TR_TSAN_ACQUIRE(rb);
-    /* A cheap plain look; tr__mailbox_sync_waiters is the guarantee. */
-    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
+    /* A cheap plain look; tr__mailbox_sync_waiters is the guarantee.  A
+     * parked sender is woken only once half the ring is free, so that it
+     * refills many slots per park instead of one (a park and a wake cost
+     * far more than a message). */
+    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed) &&
+        ck_ring_size(&rb->ring) <= mb->ring_size / 2)
         wake_one_sender(mb);
     return true;
 }
