@@ -8,7 +8,7 @@
 #include "runtime.h"
 
 /* Smallest private stack a loop actor may ask for. */
-#define MIN_STACK (16 * 1024)
+#define MIN_STACK (64 * 1024)
 
 static int spawn(tr_system *sys, tr_handler handler, tr_body body,
                  const tr_spawn_opts *opts, tr_ref *out)

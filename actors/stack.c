@@ -55,6 +55,10 @@ void tr__stack_free(tr__stack *st)
 
 void tr__stack_pool_init(tr__stack_pool *pool, size_t size, int guard)
 {
+    /* Pooled stacks are recognised by their mapping size, which is the
+     * requested size rounded up to whole pages. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size = (size + page - 1) & ~(page - 1);
     *pool = (tr__stack_pool){.size = size, .guard = guard};
 }
 
@@ -102,5 +106,15 @@ void tr__stack_prepare(tr__stack *st, void (*fn)(void *), void *arg)
     /* Frames abandoned on a recycled stack may have left ASan redzones. */
     TR_ASAN_UNPOISON(st->lo, st->size);
     st->asan_fake = NULL;
+#ifdef TR_TSAN
+    /* TSan keeps a shadow call stack per fiber; the frames abandoned on
+     * this stack never returned, so a reused fiber's shadow stack grows
+     * by a few frames per life and TSan aborts at 65536.  A fresh fiber
+     * costs a large memset, so renew it only every so many lives. */
+    if (++st->lives % 256 == 0) {
+        TR_TSAN_FIBER_FREE(st->tsan_fiber);
+        st->tsan_fiber = TR_TSAN_FIBER_NEW();
+    }
+#endif
     tr__ctx_make(&st->ctx, st->lo, st->size, fn, arg);
 }

@@ -28,6 +28,7 @@ typedef struct tr__stack {
     void *asan_fake;        /* ASan's fake-stack handle while switched out */
     void *tsan_fiber;       /* TSan's fiber for this stack */
     unsigned valgrind_id;
+    unsigned lives;         /* times prepared (TSan builds renew fibers) */
     struct tr__stack *next; /* pool link */
 } tr__stack;
 

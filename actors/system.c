@@ -9,7 +9,7 @@
 #include "runtime.h"
 
 #define MAX_WORKERS 1024
-#define MIN_STACK (16 * 1024)
+#define MIN_STACK (64 * 1024) /* see tr__stack_new: guard + a few pages */
 
 static int check_config(const tr_config *c)
 {

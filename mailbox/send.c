@@ -33,8 +33,8 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
 
     tr_msg m = *msg;
     m.from = tr__sender_ref(sys);
-    /* A thread that waits is counted until it has dropped its borrow, so
-     * that shutdown does not destroy the actor under it. */
+    /* A thread that waits on an actor is counted until it has dropped its
+     * borrow, so that shutdown does not destroy the actor under it. */
     bool counted = false;
     int rc;
     for (;;) {
@@ -49,7 +49,7 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
             rc = TR_ETIMEDOUT;
             break;
         }
-        if (!counted && !tr__worker_now()) {
+        if (!counted && kind == TR__SLOT_ACTOR && !tr__worker_now()) {
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
         }

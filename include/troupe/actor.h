@@ -87,7 +87,9 @@ TR_API const char *tr_actor_name(const tr_actor *self); /* "" if none */
  * `deadline`.  On success the receiver owns the payload; on error the
  * caller still does.  Any thread may call it.
  * Returns 0, TR_ETIMEDOUT (still full at the deadline), TR_ENOACTOR (no
- * such actor, or it exited), TR_EINVAL (NULL msg).
+ * such actor, or it exited), TR_EINVAL (NULL msg), or TR_ENOMEM (the
+ * first message to a mailbox allocates its ring; an actor that must wait
+ * needs a stack to go on with).
  */
 TR_API int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg,
                    tr_deadline deadline);
@@ -98,13 +100,15 @@ TR_API int tr_try_send(tr_system *sys, tr_ref to, const tr_msg *msg);
 /*
  * tr_recv - take the next message from the calling actor's own mailbox,
  * parking until one arrives or until `deadline`.  The caller owns the
- * message.  Returns 0, TR_ETIMEDOUT, or TR_ECONTEXT (not in an actor).
+ * message.  Returns 0, TR_ETIMEDOUT, TR_EINVAL (NULL out), TR_ECONTEXT
+ * (not in an actor), or TR_ENOMEM (no stack to go on with while waiting).
  */
 TR_API int tr_recv(tr_msg *out, tr_deadline deadline);
 
 /*
  * tr_yield - let other actors run; the caller resumes later (possibly on
- * another worker thread).  Returns 0, or TR_ECONTEXT outside an actor.
+ * another worker thread).  Returns 0, TR_ECONTEXT outside an actor, or
+ * TR_ENOMEM (no stack to go on with).
  */
 TR_API int tr_yield(void);
 

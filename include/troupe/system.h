@@ -45,8 +45,8 @@ typedef struct tr_config {
  * `config` may be NULL for TR_CONFIG_INIT.  On success *out owns the
  * system (free it with tr_system_free).  Call from any thread that is not
  * a troupe worker.
- * Returns 0, TR_EINVAL (a zero capacity, batch or stack size, too small a
- * stack, or max_actors beyond 2^31), TR_ENOMEM, or TR_ESYS (a thread could
+ * Returns 0, TR_EINVAL (a zero capacity or batch, a stack under 64 KiB,
+ * or max_actors beyond 2^31), TR_ENOMEM, or TR_ESYS (a thread could
  * not be started).
  */
 TR_API int tr_system_new(const tr_config *config, tr_system **out);
