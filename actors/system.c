@@ -68,6 +68,14 @@ int tr_system_new(const tr_config *config, tr_system **out)
         w->id = i;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         ck_ring_init(&w->runq, TR__RUNQ_SIZE);
+        /* The stack its scheduler loop starts on: fail here, not silently
+         * in the thread. */
+        if (!(w->spare = tr__stack_pool_get(&sys->stacks))) {
+            for (unsigned j = 0; j < i; j++)
+                tr__stack_free(sys->workers[j].spare);
+            free_parts(sys);
+            return TR_ENOMEM;
+        }
     }
     atomic_store(&sys->workers_running, sys->nworkers);
     for (unsigned i = 0; i < sys->nworkers; i++) {
@@ -75,6 +83,8 @@ int tr_system_new(const tr_config *config, tr_system **out)
                            &sys->workers[i]) != 0) {
             atomic_fetch_sub(&sys->workers_running, sys->nworkers - i);
             stop_workers(sys, i);
+            for (unsigned j = i; j < sys->nworkers; j++)
+                tr__stack_free(sys->workers[j].spare);
             free_parts(sys);
             return TR_ESYS;
         }
