@@ -141,7 +141,9 @@ test-header:
 	  echo "#include \"$${h#include/}\"" | $(CC) -std=c11 -Wall -Wextra -Werror -Iinclude -x c -fsyntax-only - || exit 1; \
 	done; echo "public headers compile alone"
 
-bench: deps benches
+# stdout carries only the JSON lines: the build talks on stderr.
+bench: deps
+	$(Q)$(MAKE) --no-print-directory benches >&2
 	$(Q)BUILD=$(BUILD) sh bench/run.sh $(BENCH)
 
 demo: deps samples
