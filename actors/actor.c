@@ -85,6 +85,12 @@ void tr__actor_finish(struct tr_actor *a)
 void tr__actor_destroy(struct tr_actor *a)
 {
     tr_system *sys = a->mbox.sys;
+    /* A worker that just let the actor go idle may still be looking at
+     * its mailbox (run_turn); pairs with its release store. */
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        while (atomic_load_explicit(&sys->workers[i].letting_go,
+                                    memory_order_acquire) == a)
+            sched_yield();
     tr__mailbox_destroy(&a->mbox);
     tr__slot_release(&sys->slots, a->mbox.ref);
     tr__stack_free(a->stack);
@@ -134,11 +140,23 @@ static void run_turn(struct tr_actor *a)
             tr__schedule(sys, a);
             return;
         }
+        /* Once `scheduled` is 0 a sender may queue the actor, another
+         * worker may run it, and it may exit and be destroyed there, all
+         * before our look at the ring.  So the worker announces the actor
+         * it is letting go in a field of its own (plain stores, no read-
+         * modify-write on the hot path), and the destroyer waits while any
+         * worker announces it.  Whoever runs the actor next got it through
+         * our exchange below, so it sees the announcement. */
+        tr__worker *w = tr__worker_now();
+        atomic_store_explicit(&w->letting_go, a, memory_order_relaxed);
         atomic_exchange(&a->scheduled, 0); /* pairs with tr__mailbox_notify */
-        if (tr__mailbox_empty(&a->mbox) || atomic_exchange(&a->scheduled, 1)) {
-            tr__worker_now()->current = NULL;
+        bool ours = !tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1);
+        if (!ours)
+            w->current = NULL;
+        /* After this store we touch `a` only if it is ours again. */
+        atomic_store_explicit(&w->letting_go, NULL, memory_order_release);
+        if (!ours)
             return;
-        }
     }
 }
 

@@ -60,6 +60,9 @@ typedef struct tr__worker {
     unsigned id;
     pthread_t thread;
 
+    /* Written by the owner, read by an actor's destroyer (run_turn). */
+    _Atomic(struct tr_actor *) letting_go;
+
     /* Written by others. */
     _Atomic uint32_t wake_word __attribute__((aligned(TR__CACHELINE)));
 

@@ -57,7 +57,13 @@ static uint32_t below(rng *r, uint32_t n)
     return (uint32_t)(rnd(r) % n);
 }
 
-/* An independent stream for each (scenario, participant). */
+/*
+ * An independent stream for each (scenario, participant).  Participants
+ * draw what they do (targets, kinds, limits, exit paths) from a `plan`
+ * stream and how long they wait or spin from a `jitter` stream: retries
+ * after timeouts consume jitter only, so a replayed seed makes the same
+ * plan however the timing falls out.
+ */
 static rng rng_for(uint64_t scenario, uint64_t who)
 {
     rng r = {seed ^ (scenario * 0xD1B54A32D192ED03ull) ^ ((who + 1) * 0x8CB92BA72F3D8DD7ull)};
@@ -154,7 +160,7 @@ enum { REP_PRODUCER = 100, REP_CONSUMER, REP_SENDER, REP_RECEIVER, REP_SERVER,
 
 typedef struct chatter {
     unsigned id;
-    rng rng;
+    rng jitter;
 } chatter;
 
 static chatter chatters[CHATTER_N];
@@ -171,7 +177,7 @@ static void chatter_pass(tr_system *sys, chatter *c, const tr_msg *m)
         report(sys, REP_TOKEN, m->a, m->b);
         return;
     }
-    if (below(&c->rng, 16) == 0)
+    if (below(&c->jitter, 16) == 0)
         EXPECT_OK(tr_yield());
     tr_msg t = tr_msg_words(TAG_TOKEN, m->a, m->b + 1);
     EXPECT_OK(tr_send(sys, chatter_ref[(c->id + 1) % CHATTER_N], &t, TR_FOREVER));
@@ -188,7 +194,7 @@ static int chatter_loop(tr_actor *self)
     chatter *c = tr_actor_state(self);
     for (;;) {
         tr_msg m;
-        int rc = tr_recv(&m, after_us(500 + below(&c->rng, 2000)));
+        int rc = tr_recv(&m, after_us(500 + below(&c->jitter, 2000)));
         if (rc == TR_ETIMEDOUT)
             continue;
         if (rc) {
@@ -203,7 +209,7 @@ static void chatter_start(tr_system *sys, uint64_t scenario)
 {
     atomic_store(&chatter_stop, false);
     for (unsigned i = 0; i < CHATTER_N; i++) {
-        chatters[i] = (chatter){.id = i, .rng = rng_for(scenario, 1000 + i)};
+        chatters[i] = (chatter){.id = i, .jitter = rng_for(scenario, 1000 + i)};
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = 1;
         o.state = &chatters[i];
@@ -245,14 +251,14 @@ enum { S1_DATA = 1, S1_FIN };
 
 typedef struct s1_producer {
     unsigned id;
-    rng rng;
+    rng plan, jitter;
     uint64_t sent[S1_CONSUMERS]; /* successful sends, also the next seq */
     uint64_t send_timeouts, try_fulls, yields;
 } s1_producer;
 
 typedef struct s1_consumer {
     unsigned id;
-    rng rng;
+    rng jitter;
     uint64_t next[S1_PRODUCERS]; /* the seq expected next from each */
     uint64_t recv[S1_PRODUCERS];
     unsigned fins;
@@ -279,13 +285,16 @@ static void dawdle(rng *r, uint64_t *yields)
  * Send one message in one of three ways: wait as long as it takes, wait
  * a few microseconds and retry on TR_ETIMEDOUT, or poll with tr_try_send
  * and retry on TR_EFULL.  A failed attempt yields, so that on one worker
- * the receiver gets to make room.  Returns 0 or the unexpected code.
+ * the receiver gets to make room.  Polling gives up after 32 tries and
+ * waits instead: with more workers than CPUs a yielded poller is picked
+ * up again at once, and unbounded polling made the run time erratic.
+ * Returns 0 or the unexpected code.
  */
-static int send_some_way(tr_system *sys, tr_ref to, const tr_msg *m, rng *r,
-                         uint64_t *timeouts, uint64_t *fulls)
+static int send_some_way(tr_system *sys, tr_ref to, const tr_msg *m, unsigned way,
+                         rng *r, uint64_t *timeouts, uint64_t *fulls)
 {
     int rc;
-    switch (below(r, 4)) {
+    switch (way) {
     case 0:
     case 1:
         return tr_send(sys, to, m, TR_FOREVER);
@@ -297,12 +306,14 @@ static int send_some_way(tr_system *sys, tr_ref to, const tr_msg *m, rng *r,
         }
         return rc;
     default:
-        while ((rc = tr_try_send(sys, to, m)) == TR_EFULL) {
+        for (unsigned polls = 0; polls < 32; polls++) {
+            if ((rc = tr_try_send(sys, to, m)) != TR_EFULL)
+                return rc;
             (*fulls)++;
             if ((rc = tr_yield()) != 0)
                 return rc;
         }
-        return rc;
+        return tr_send(sys, to, m, TR_FOREVER);
     }
 }
 
@@ -311,11 +322,12 @@ static int s1_producer_body(tr_actor *self)
     s1_producer *p = tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
     for (unsigned i = 0; i < S1_MESSAGES; i++) {
-        unsigned c = below(&p->rng, S1_CONSUMERS);
-        dawdle(&p->rng, &p->yields);
+        unsigned c = below(&p->plan, S1_CONSUMERS);
+        unsigned way = below(&p->plan, 4);
+        dawdle(&p->jitter, &p->yields);
         tr_msg m = tr_msg_words(S1_DATA, p->id, p->sent[c]);
-        int rc = send_some_way(sys, s1_cons_ref[c], &m, &p->rng, &p->send_timeouts,
-                               &p->try_fulls);
+        int rc = send_some_way(sys, s1_cons_ref[c], &m, way, &p->jitter,
+                               &p->send_timeouts, &p->try_fulls);
         if (rc) {
             actor_error(__LINE__, rc);
             break;
@@ -356,7 +368,7 @@ static int s1_consumer_handler(tr_actor *self, tr_msg *m)
 {
     s1_consumer *c = tr_actor_state(self);
     s1_take(c, m);
-    if (below(&c->rng, 64) == 0)
+    if (below(&c->jitter, 64) == 0)
         EXPECT_OK(tr_yield()); /* a handler may block too */
     if (c->fins < S1_PRODUCERS)
         return 0;
@@ -370,7 +382,7 @@ static int s1_consumer_loop(tr_actor *self)
     int64_t give_up = tr_now() + TEST_DEADLINE_MS * 1000000LL;
     while (c->fins < S1_PRODUCERS) {
         tr_msg m;
-        int rc = tr_recv(&m, after_us(5 + below(&c->rng, 200)));
+        int rc = tr_recv(&m, after_us(5 + below(&c->jitter, 200)));
         if (rc == TR_ETIMEDOUT) {
             c->recv_timeouts++;
             if (tr_now() > give_up) {
@@ -401,7 +413,7 @@ static void s1_run(unsigned workers)
     /* Consumers first: producers read s1_cons_ref from their start. */
     for (unsigned i = 0; i < S1_CONSUMERS; i++) {
         s1_cons[i].id = i;
-        s1_cons[i].rng = rng_for(1, 100 + i);
+        s1_cons[i].jitter = rng_for(1, 100 + i);
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = caps[i % 3];
         o.state = &s1_cons[i];
@@ -412,7 +424,8 @@ static void s1_run(unsigned workers)
     }
     for (unsigned i = 0; i < S1_PRODUCERS; i++) {
         s1_prod[i].id = i;
-        s1_prod[i].rng = rng_for(1, i);
+        s1_prod[i].plan = rng_for(1, i);
+        s1_prod[i].jitter = rng_for(11, i);
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.state = &s1_prod[i];
         assert_int_equal(tr_spawn_loop(sys, s1_producer_body, &o, NULL), 0);
@@ -553,13 +566,13 @@ static void payload_free(void *ptr, size_t size)
 
 typedef struct s2_sender {
     unsigned id;
-    rng rng;
+    rng plan, jitter;
     uint64_t sent, enoactor, timeouts, gave_up, yields;
 } s2_sender;
 
 typedef struct s2_receiver {
     unsigned id, role;
-    rng rng;
+    rng plan, jitter;
     uint64_t limit; /* EARLY: exit after this many; IMMORTAL loop: plug */
     uint64_t got, released, corrupt;
     tr_msg kept[S2_KEEP]; /* buffers kept a while, freed later */
@@ -577,8 +590,8 @@ static int s2_sender_body(tr_actor *self)
     s2_sender *s = tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
     for (uint32_t i = 0; i < S2_MESSAGES; i++) {
-        unsigned r = below(&s->rng, S2_RECEIVERS);
-        uint32_t len = 1 + below(&s->rng, 256);
+        unsigned r = below(&s->plan, S2_RECEIVERS);
+        uint32_t len = 1 + below(&s->plan, 256);
         payload *p = payload_new(s->id * S2_MESSAGES + i, len);
         if (!p) {
             actor_error(__LINE__, TR_ENOMEM);
@@ -586,10 +599,10 @@ static int s2_sender_body(tr_actor *self)
         }
         tr_msg m = tr_msg_buf(S2_DATA, p, sizeof *p + len, payload_free);
         /* Never wait for good on an immortal: it may have stopped taking. */
-        bool forever = s2_recv[r].role != IMMORTAL && below(&s->rng, 2);
+        bool forever = s2_recv[r].role != IMMORTAL && below(&s->plan, 2);
         for (unsigned tries = 0;; tries++) {
             int rc = tr_send(sys, s2_recv_ref[r], &m,
-                             forever ? TR_FOREVER : after_us(1 + below(&s->rng, 100)));
+                             forever ? TR_FOREVER : after_us(1 + below(&s->jitter, 100)));
             if (rc == 0) {
                 s->sent++; /* the receiver owns it now */
                 break;
@@ -607,7 +620,7 @@ static int s2_sender_body(tr_actor *self)
             tr_msg_release(&m); /* a failed send leaves it ours */
             break;
         }
-        dawdle(&s->rng, &s->yields);
+        dawdle(&s->jitter, &s->yields);
     }
     report(sys, REP_SENDER, s->id, 0);
     return 0;
@@ -636,7 +649,7 @@ static bool s2_take(s2_receiver *r, tr_msg *m)
     }
     r->got++;
     /* Some buffers are kept a while, as a receiver that stores them would. */
-    if (r->role != IMMORTAL && below(&r->rng, 4) == 0) {
+    if (r->role != IMMORTAL && below(&r->plan, 4) == 0) {
         if (r->nkept == S2_KEEP)
             s2_release_kept(r);
         r->kept[r->nkept++] = *m;
@@ -644,7 +657,7 @@ static bool s2_take(s2_receiver *r, tr_msg *m)
         s2_release(m);
     }
     if (r->role == IMMORTAL)
-        spin_us(below(&r->rng, 20)); /* slow, so a backlog builds */
+        spin_us(below(&r->jitter, 20)); /* slow, so a backlog builds */
     return r->role == EARLY && r->got >= r->limit;
 }
 
@@ -673,7 +686,7 @@ static int s2_receiver_loop(tr_actor *self)
             return 0;
         }
         tr_msg m;
-        int rc = tr_recv(&m, after_us(10 + below(&r->rng, 500)));
+        int rc = tr_recv(&m, after_us(10 + below(&r->jitter, 500)));
         if (rc == TR_ETIMEDOUT)
             continue;
         if (rc) {
@@ -715,9 +728,10 @@ static void test_payloads_are_freed_once_when_receivers_exit_early(void **state)
         s2_receiver *r = &s2_recv[i];
         r->id = i;
         r->role = roles[i];
-        r->rng = rng_for(2, 100 + i);
-        r->limit = r->role == EARLY      ? 1 + below(&r->rng, fair_share / 2)
-                   : r->role == IMMORTAL ? 1 + below(&r->rng, 50)
+        r->plan = rng_for(2, 100 + i);
+        r->jitter = rng_for(12, 100 + i);
+        r->limit = r->role == EARLY      ? 1 + below(&r->plan, fair_share / 2)
+                   : r->role == IMMORTAL ? 1 + below(&r->plan, 50)
                                          : UINT64_MAX;
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = caps[i % 3];
@@ -729,7 +743,8 @@ static void test_payloads_are_freed_once_when_receivers_exit_early(void **state)
     }
     for (unsigned i = 0; i < S2_SENDERS; i++) {
         s2_send[i].id = i;
-        s2_send[i].rng = rng_for(2, i);
+        s2_send[i].plan = rng_for(2, i);
+        s2_send[i].jitter = rng_for(12, i);
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.state = &s2_send[i];
         assert_int_equal(tr_spawn_loop(sys, s2_sender_body, &o, NULL), 0);
@@ -768,8 +783,8 @@ static void test_payloads_are_freed_once_when_receivers_exit_early(void **state)
 
     /* Immortals are still there: shutdown releases their backlogs, and
      * forgets the one parked on the plug before the plug is freed. */
-    uint64_t freed_before_shutdown = atomic_load(&s2_freed) -
-                                     atomic_load(&s2_released_by_receivers);
+    uint64_t freed_by_others_before_shutdown =
+        atomic_load(&s2_freed) - atomic_load(&s2_released_by_receivers);
     assert_int_equal(tr_system_shutdown(sys, tr_after_ms(TEST_DEADLINE_MS)), 0);
     tr_mailbox_free(plug);
     tr_mailbox_free(report_mb);
@@ -802,7 +817,7 @@ static void test_payloads_are_freed_once_when_receivers_exit_early(void **state)
            (unsigned long long)(enoactor + gave_up), (unsigned long long)enoactor,
            (unsigned long long)gave_up,
            (unsigned long long)(freed - by_receivers - enoactor - gave_up),
-           (unsigned long long)(freed - by_receivers - freed_before_shutdown),
+           (unsigned long long)(freed - by_receivers - freed_by_others_before_shutdown),
            (unsigned long long)timeouts, ms_since(t0));
     free(s2_free_count);
     s2_free_count = NULL;
@@ -824,7 +839,7 @@ enum { S3_REQ = 1, S3_FWD, S3_REPLY, S3_STOP };
 
 typedef struct s3_thread {
     unsigned id;
-    rng rng;
+    rng plan, jitter;
     pthread_t thread;
     tr_system *sys;
     uint64_t sent, replies, send_timeouts, recv_timeouts;
@@ -957,10 +972,10 @@ static void *s3_thread_main(void *arg)
             unsigned slot = 0;
             while (win[slot].busy)
                 slot++;
-            unsigned server = below(&t->rng, 2);
-            uint64_t operand = rnd(&t->rng);
+            unsigned server = below(&t->plan, 2);
+            uint64_t operand = rnd(&t->plan);
             tr_msg m = tr_msg_words(S3_REQ | (uint64_t)t->id << 8, next, operand);
-            rc = tr_send(t->sys, s3_server_ref[server], &m, after_us(1 + below(&t->rng, 50)));
+            rc = tr_send(t->sys, s3_server_ref[server], &m, after_us(1 + below(&t->jitter, 50)));
             if (rc == 0) {
                 win[slot] = (s3_pending){true, next, operand,
                                          s3_server_ref[server ? 2 : 0]};
@@ -976,7 +991,7 @@ static void *s3_thread_main(void *arg)
             }
         }
         tr_msg r;
-        rc = tr_mailbox_recv(mb, &r, must_wait ? after_us(20 + below(&t->rng, 2000)) : TR_NOW);
+        rc = tr_mailbox_recv(mb, &r, must_wait ? after_us(20 + below(&t->jitter, 2000)) : TR_NOW);
         if (rc == TR_ETIMEDOUT) {
             t->recv_timeouts += must_wait;
             continue;
@@ -1032,7 +1047,8 @@ static void test_foreign_threads_get_every_reply_while_actors_chatter(void **sta
 
     for (unsigned i = 0; i < S3_THREADS; i++) {
         s3_threads[i].id = i;
-        s3_threads[i].rng = rng_for(3, i);
+        s3_threads[i].plan = rng_for(3, i);
+        s3_threads[i].jitter = rng_for(13, i);
         s3_threads[i].sys = sys;
         assert_int_equal(pthread_create(&s3_threads[i].thread, NULL, s3_thread_main,
                                         &s3_threads[i]), 0);
@@ -1103,7 +1119,7 @@ enum { S4_WORK = 1, S4_RESULT, S4_PROBE, S4_GRAND, S4_GRAND_ECHO };
 
 typedef struct s4_parent {
     unsigned id;
-    rng rng;
+    rng plan, jitter;
     uint64_t spawned, results, recv_timeouts;
     uint64_t probes_stale, probes_queued, probes_full, wrong_result;
 } s4_parent;
@@ -1176,10 +1192,10 @@ static int s4_kid_loop(tr_actor *self)
 {
     uint64_t code = (uintptr_t)tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
-    rng r = rng_for(4, code);
+    rng plan = rng_for(4, code), jitter = rng_for(14, code);
     uint64_t timeouts = 0;
     tr_msg m;
-    if (!s4_recv(&m, &r, &timeouts))
+    if (!s4_recv(&m, &jitter, &timeouts))
         return -1;
     if (m.tag != S4_WORK || m.a != code) {
         atomic_fetch_add(&s4_misdelivered, 1);
@@ -1188,7 +1204,7 @@ static int s4_kid_loop(tr_actor *self)
     tr_ref parent = m.from;
     uint64_t result = s4_work(m.b);
 
-    if (below(&r, 4) == 0) {
+    if (below(&plan, 4) == 0) {
         /* Delegate a step to a grandchild and wait for its answer. */
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = 1;
@@ -1202,7 +1218,7 @@ static int s4_kid_loop(tr_actor *self)
         atomic_fetch_add(&s4_grand_spawned, 1);
         tr_msg q = tr_msg_words(S4_GRAND, code, result);
         EXPECT_OK(tr_send(sys, g, &q, TR_FOREVER));
-        if (!s4_recv(&m, &r, &timeouts))
+        if (!s4_recv(&m, &jitter, &timeouts))
             return -1;
         if (m.tag != S4_GRAND_ECHO || m.a != code || m.from != g)
             atomic_fetch_add(&s4_misdelivered, 1);
@@ -1214,13 +1230,16 @@ static int s4_kid_loop(tr_actor *self)
     EXPECT_OK(tr_send(sys, parent, &reply, TR_FOREVER));
 
     /* Linger a little; only probes for this very child may arrive. */
-    for (unsigned i = below(&r, 4); i > 0; i--)
+    for (unsigned i = below(&plan, 4); i > 0; i--)
         EXPECT_OK(tr_yield());
-    while (tr_recv(&m, TR_NOW) == 0)
+    int rc;
+    while ((rc = tr_recv(&m, TR_NOW)) == 0)
         if (m.tag != S4_PROBE || m.a != code)
             atomic_fetch_add(&s4_misdelivered, 1);
+    if (rc != TR_ETIMEDOUT)
+        actor_error(__LINE__, rc);
     atomic_fetch_add(&s4_kids_exited, 1);
-    switch (below(&r, 3)) {
+    switch (below(&plan, 3)) {
     case 0:
         return 0;
     case 1:
@@ -1244,10 +1263,10 @@ static int s4_parent_body(tr_actor *self)
         for (unsigned k = 0; k < S4_KIDS; k++) {
             uint64_t code = s4_code(p->id, w, k);
             tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
-            o.mailbox_capacity = caps[below(&p->rng, 4)];
+            o.mailbox_capacity = caps[below(&p->plan, 4)];
             o.state = (void *)(uintptr_t)code;
             int rc;
-            switch (below(&p->rng, 3)) {
+            switch (below(&p->plan, 3)) {
             case 0:
                 rc = tr_spawn(sys, s4_kid_handler, &o, &cur[k]);
                 break;
@@ -1265,17 +1284,17 @@ static int s4_parent_body(tr_actor *self)
             }
             p->spawned++;
             atomic_fetch_add(&s4_kids_spawned, 1);
-            input[k] = rnd(&p->rng);
+            input[k] = rnd(&p->plan);
             tr_msg work = tr_msg_words(S4_WORK, code, input[k]);
             EXPECT_OK(tr_send(sys, cur[k], &work, TR_FOREVER));
-            if (below(&p->rng, 8) == 0)
+            if (below(&p->plan, 8) == 0)
                 EXPECT_OK(tr_yield());
         }
 
         bool seen[S4_KIDS] = {0};
         for (unsigned got = 0; got < S4_KIDS; got++) {
             tr_msg m;
-            if (!s4_recv(&m, &p->rng, &p->recv_timeouts))
+            if (!s4_recv(&m, &p->jitter, &p->recv_timeouts))
                 goto done;
             unsigned k = (unsigned)(m.a & 0xffff);
             if (m.tag != S4_RESULT || k >= S4_KIDS || m.a != s4_code(p->id, w, k) ||
@@ -1305,8 +1324,8 @@ static int s4_parent_body(tr_actor *self)
             prev_code[k] = s4_code(p->id, w, k);
         }
         have_prev = true;
-        if (below(&p->rng, 4) == 0)
-            spin_us(below(&p->rng, 20));
+        if (below(&p->plan, 4) == 0)
+            spin_us(below(&p->jitter, 20));
     }
 done:
     report(sys, REP_PARENT, p->id, 0);
@@ -1329,7 +1348,8 @@ static void test_spawn_exit_churn_accounts_for_every_child(void **state)
 
     for (unsigned i = 0; i < S4_PARENTS; i++) {
         s4_parents[i].id = i;
-        s4_parents[i].rng = rng_for(5, i);
+        s4_parents[i].plan = rng_for(5, i);
+        s4_parents[i].jitter = rng_for(15, i);
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = 7;
         o.state = &s4_parents[i];
