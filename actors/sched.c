@@ -255,6 +255,25 @@ void tr__schedule_and_wake(tr_system *sys, struct tr_actor *a)
     schedule(sys, a, true);
 }
 
+/* One look at every other worker's queue from `start`, then the global
+ * list; NULL if all were empty. */
+static struct tr_actor *steal_once(tr__worker *w, unsigned start)
+{
+    tr_system *sys = w->sys;
+    for (unsigned i = 0; i < sys->nworkers; i++) {
+        tr__worker *victim = &sys->workers[(start + i) % sys->nworkers];
+        /* ck writes its out-parameter even when it fails (a lost race
+         * that then finds the queue empty): only trust it on success, or
+         * two workers run one actor. */
+        struct tr_actor *got;
+        if (victim != w && ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &got)) {
+            TR_TSAN_ACQUIRE(&victim->runq);
+            return got;
+        }
+    }
+    return global_pop(sys);
+}
+
 static struct tr_actor *steal(tr__worker *w)
 {
     tr_system *sys = w->sys;
@@ -263,20 +282,7 @@ static struct tr_actor *steal(tr__worker *w)
     atomic_fetch_add(&sys->nsearching, 1);
     for (unsigned round = 0; round < STEAL_ROUNDS && !a; round++) {
         w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull;
-        unsigned start = (unsigned)(w->rng >> 33) % sys->nworkers;
-        for (unsigned i = 0; i < sys->nworkers && !a; i++) {
-            tr__worker *victim = &sys->workers[(start + i) % sys->nworkers];
-            /* ck writes its out-parameter even when it fails (a lost
-             * race that then finds the queue empty): only trust it on
-             * success, or two workers run one actor. */
-            struct tr_actor *got;
-            if (victim != w && ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &got)) {
-                TR_TSAN_ACQUIRE(&victim->runq);
-                a = got;
-            }
-        }
-        if (!a)
-            a = global_pop(sys);
+        a = steal_once(w, (unsigned)(w->rng >> 33) % sys->nworkers);
     }
     for (int64_t until = 0; !a && !atomic_load_explicit(&sys->stopping, memory_order_relaxed);) {
         /* Pause between looks: each look reads other workers' queue
@@ -287,16 +293,8 @@ static struct tr_actor *steal(tr__worker *w)
 #endif
         }
         a = runq_pop(w);
-        for (unsigned i = 0; i < sys->nworkers && !a; i++) {
-            tr__worker *victim = &sys->workers[i];
-            struct tr_actor *got;
-            if (victim != w && ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &got)) {
-                TR_TSAN_ACQUIRE(&victim->runq);
-                a = got;
-            }
-        }
         if (!a)
-            a = global_pop(sys);
+            a = steal_once(w, 0);
         int64_t now = tr_now();
         if (!until)
             until = now + SPIN_NS;
