@@ -4,6 +4,7 @@
 
 #include <math.h> /* isfinite, a macro: no -lm needed */
 #include <stdarg.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -155,4 +156,25 @@ void bench_report(const char *bench, double value, const char *unit,
            bench, value, unit, bench_peak_rss_kb(), workers,
            (unsigned long long)n, extra);
     fflush(stdout);
+}
+
+/* Wait until every ref is dead.  A probe that gets in before the mailbox
+ * closes is queued and released with the actor; we just try again. */
+uint64_t bench_wait_exited(tr_system *sys, const tr_ref *refs, uint64_t n,
+                           uint64_t probe_tag)
+{
+    uint64_t retries = 0;
+    tr_msg probe = tr_msg_words(probe_tag, 0, 0);
+    for (uint64_t i = 0; i < n; i++) {
+        int rc;
+        while ((rc = tr_try_send(sys, refs[i], &probe)) != TR_ENOACTOR) {
+            if (rc != 0 && rc != TR_EFULL)
+                bench_check(rc, "probe");
+            if (tr_now() > bench_deadline())
+                bench_fail("actor %llu never exited", (unsigned long long)i);
+            retries++;
+            sched_yield();
+        }
+    }
+    return retries;
 }

@@ -56,6 +56,11 @@ void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Name used as the prefix of progress and error lines. */
 void bench_set_name(const char *name);
 
+/* Wait until every ref is dead (sends fail with TR_ENOACTOR), probing with
+ * messages tagged `probe_tag`; returns how many probes got in first. */
+uint64_t bench_wait_exited(tr_system *sys, const tr_ref *refs, uint64_t n,
+                           uint64_t probe_tag);
+
 /* Current resident set size in bytes (from /proc/self/statm). */
 uint64_t bench_rss_bytes(void);
 

@@ -18,7 +18,6 @@
  * goes 0 -> 1 -> 2), every confirmation arrives once, and afterwards every
  * ref is dead (a send fails with TR_ENOACTOR).
  */
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,19 +139,7 @@ int main(void)
     /* A confirmation is sent just before the handler returns TR_STOP, so
      * give each actor a moment to finish; a probe that slips in before
      * the mailbox closes is released with it. */
-    uint64_t retries = 0;
-    tr_msg probe = tr_msg_words(TAG_PROBE, 0, 0);
-    for (uint64_t i = 0; i < n; i++) {
-        int rc;
-        while ((rc = tr_try_send(sys, refs[i], &probe)) != TR_ENOACTOR) {
-            if (rc != 0 && rc != TR_EFULL)
-                bench_check(rc, "probe");
-            if (tr_now() > bench_deadline())
-                bench_fail("actor %llu never exited", (unsigned long long)i);
-            retries++;
-            sched_yield();
-        }
-    }
+    uint64_t retries = bench_wait_exited(sys, refs, n, TAG_PROBE);
 
     bench_progress("all stopped and gone (%.0f ms)", (double)(tr_now() - t2) / 1e6);
     unsigned workers = tr_system_workers(sys);

@@ -9,7 +9,6 @@
  * outside the timing, every actor's ref is checked to be dead (a send to
  * it fails with TR_ENOACTOR), which proves that each one really exited.
  */
-#include <sched.h>
 #include <stdlib.h>
 
 #include "bench_common.h"
@@ -57,26 +56,6 @@ static int collect(tr_actor *self, tr_msg *m)
     return 0;
 }
 
-/* Wait until every ref is dead.  A probe that gets in before the mailbox
- * closes is queued and released with the actor; we just try again. */
-static uint64_t check_exited(tr_system *sys, const tr_ref *refs, uint64_t n)
-{
-    uint64_t retries = 0;
-    tr_msg probe = tr_msg_words(TAG_PROBE, 0, 0);
-    for (uint64_t i = 0; i < n; i++) {
-        int rc;
-        while ((rc = tr_try_send(sys, refs[i], &probe)) != TR_ENOACTOR) {
-            if (rc != 0 && rc != TR_EFULL)
-                bench_check(rc, "probe");
-            if (tr_now() > bench_deadline())
-                bench_fail("actor %llu never exited", (unsigned long long)i);
-            retries++;
-            sched_yield();
-        }
-    }
-    return retries;
-}
-
 int main(void)
 {
     bench_set_name("spawn");
@@ -107,7 +86,7 @@ int main(void)
     if (done.tag != TAG_DONE || done.a != n)
         bench_fail("wrong final message");
 
-    uint64_t retries = check_exited(sys, refs, n);
+    uint64_t retries = bench_wait_exited(sys, refs, n, TAG_PROBE);
     unsigned workers = tr_system_workers(sys);
     tr_mailbox_free(mb);
     tr_system_free(sys);
