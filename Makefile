@@ -61,7 +61,7 @@ LIB_SO  := $(BUILD)/libtroupe.so.$(VERSION)
 
 TEST_SRC  := $(wildcard tests/*/test_*.c)
 TEST_BIN  := $(patsubst %.c,$(BUILD)/%,$(TEST_SRC))
-TEST_LIBS := -lcmocka -lck
+TEST_LIBS := -lcmocka -lck -lm
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(filter-out bench/bench_common.c,$(BENCH_SRC)))
@@ -125,7 +125,7 @@ test-one: tests
 build/ucontext/test_ctx: tests/actors/test_ctx.c actors/ctx_ucontext.c actors/ctx.h tests/cross/ctx_cases.h
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -std=gnu11 -O2 -g -Wall -Wextra -DTR_CTX_UCONTEXT -Iinclude -Iactors -Itests \
-	  tests/actors/test_ctx.c actors/ctx_ucontext.c -o $@ -lcmocka
+	  tests/actors/test_ctx.c actors/ctx_ucontext.c -o $@ -lcmocka -lm
 
 test: deps build/ucontext/test_ctx
 	$(Q)sh tests/run.sh build/ucontext build/ucontext/test_ctx
@@ -155,7 +155,7 @@ test-cross:
 	$(Q)sh tools/deps.sh cross
 	@mkdir -p build/cross
 	$(Q)$(CROSS_CC) -std=gnu11 -O2 -Wall -Wextra -static -Iactors -Iinclude \
-	  tests/cross/ctx_selftest.c actors/ctx_aarch64.S actors/ctx_frame.c -o build/cross/ctx_selftest
+	  tests/cross/ctx_selftest.c actors/ctx_aarch64.S actors/ctx_frame.c -o build/cross/ctx_selftest -lm
 	$(Q)qemu-aarch64 build/cross/ctx_selftest
 
 troupe.pc: troupe.pc.in Makefile

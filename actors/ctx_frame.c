@@ -27,8 +27,10 @@ void tr__ctx_make(tr__ctx *ctx, void *lo, size_t size, void (*fn)(void *),
     sp[3] = (uint64_t)(uintptr_t)arg;  /* r13 */
     sp[7] = (uint64_t)(uintptr_t)tr__ctx_trampoline;
 #elif defined(__aarch64__)
-    uint64_t *sp = (uint64_t *)(top - 176);
-    memset(sp, 0, 176);
+    /* After the pop (176 bytes) sp = top - 16, as on x86-64.  FPCR 0 is
+     * the default: round to nearest, no traps. */
+    uint64_t *sp = (uint64_t *)(top - 192);
+    memset(sp, 0, 192);
     sp[0] = (uint64_t)(uintptr_t)fn;   /* x19 */
     sp[1] = (uint64_t)(uintptr_t)arg;  /* x20 */
     sp[11] = (uint64_t)(uintptr_t)tr__ctx_trampoline; /* x30 */

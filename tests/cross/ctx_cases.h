@@ -11,6 +11,7 @@
 #ifndef TR_CTX_CASES_H
 #define TR_CTX_CASES_H
 
+#include <fenv.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -118,6 +119,37 @@ static int ctx_case_alignment(void)
             return __LINE__;
     }
     free(stack);
+    return 0;
+}
+
+/* The floating-point control state (rounding mode) belongs to a context:
+ * MXCSR/x87 control word on x86-64, FPCR on aarch64. */
+static volatile int case_round_seen;
+
+static void case_round_body(void *arg)
+{
+    fesetround(FE_UPWARD);
+    tr__ctx_switch(&case_co[0], (tr__ctx *)arg);
+    case_round_seen = fegetround();
+    tr__ctx_switch(&case_co[0], (tr__ctx *)arg);
+    abort(); /* never resumed */
+}
+
+static int ctx_case_rounding_mode(void)
+{
+    void *stack = malloc(CASE_STACK);
+    if (!stack)
+        return __LINE__;
+    fesetround(FE_TONEAREST);
+    tr__ctx_make(&case_co[0], stack, CASE_STACK, case_round_body, &case_main);
+    tr__ctx_switch(&case_main, &case_co[0]);
+    int here = fegetround();
+    tr__ctx_switch(&case_main, &case_co[0]);
+    free(stack);
+    if (here != FE_TONEAREST)
+        return __LINE__;
+    if (case_round_seen != FE_UPWARD)
+        return __LINE__;
     return 0;
 }
 

@@ -8,10 +8,11 @@
 
 int main(void)
 {
-    int (*cases[])(void) = {ctx_case_round_robin, ctx_case_alignment};
-    const char *names[] = {"round_robin", "alignment"};
+    int (*cases[])(void) = {ctx_case_round_robin, ctx_case_alignment,
+                            ctx_case_rounding_mode};
+    const char *names[] = {"round_robin", "alignment", "rounding_mode"};
     int passed = 0, failed = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         int line = cases[i]();
         if (line) {
             printf("FAIL %s (ctx_cases.h:%d)\n", names[i], line);
