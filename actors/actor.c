@@ -171,8 +171,8 @@ void tr__actor_run(tr__worker *w, struct tr_actor *a)
         __builtin_unreachable();
     }
     if (a->body) {
-        /* Queued once at spawn; afterwards it only ever parks. */
-        a->started = true;
+        /* Queued once at spawn; afterwards it only ever parks, so it
+         * comes back through the `parked` branch above. */
         if (a->stack)
             tr__worker_start_private(w, a); /* does not return */
         tr__actor_body(a);

@@ -118,8 +118,7 @@ struct tr_actor {
     tr__stack *stack;               /* held while parked, or dedicated */
     size_t stack_size;              /* dedicated stack size, 0: shared */
     struct tr_actor *next_ready;    /* global queue link */
-    int exit_reason;
-    bool started;
+    int exit_reason;                /* kept for links and monitors (next) */
 };
 
 /* The worker running the calling code, or NULL (see the overview). */

@@ -308,7 +308,10 @@ static void test_actors_that_migrate_between_workers_see_themselves(void **state
     for (int i = 0; i < 8; i++)
         test_recv(done_mb);
     assert_int_equal(atomic_load(&wrong_current), 0);
-    printf("   (%d migrations seen)\n", atomic_load(&migrations));
+    /* Yields go to the global list, so with two workers the actors do
+     * move (1,700+ moves in a release run, 170+ under ASan); without a
+     * move the checks above would prove nothing. */
+    assert_true(atomic_load(&migrations) > 0);
     tr_mailbox_free(done_mb);
     tr_system_free(sys);
 }
