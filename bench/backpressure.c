@@ -36,19 +36,10 @@ static int produce(tr_actor *self)
     producer *p = tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
 
-    tr_msg go;
-    bench_check(tr_recv(&go, TR_FOREVER), "producer recv");
-    if (go.tag != TAG_GO)
-        bench_fail("producer got a stray message");
+    bench_await(TAG_GO);
     for (uint64_t seq = 0; seq < p->count; seq++) {
         tr_msg m = tr_msg_words(TAG_ITEM, seq, 0);
-        /* A failed try is not a lost message: count it, then wait. */
-        int rc = tr_try_send(sys, p->consumer, &m);
-        if (rc == TR_EFULL) {
-            p->full_waits++;
-            rc = tr_send(sys, p->consumer, &m, TR_FOREVER);
-        }
-        bench_check(rc, "producer send");
+        p->full_waits += bench_send_counting_full(sys, p->consumer, &m);
     }
     return 0;
 }

@@ -178,3 +178,21 @@ uint64_t bench_wait_exited(tr_system *sys, const tr_ref *refs, uint64_t n,
     }
     return retries;
 }
+
+void bench_await(uint64_t tag)
+{
+    tr_msg go;
+    bench_check(tr_recv(&go, TR_FOREVER), "recv");
+    if (go.tag != tag)
+        bench_fail("got a stray message (tag %llu)", (unsigned long long)go.tag);
+}
+
+int bench_send_counting_full(tr_system *sys, tr_ref to, const tr_msg *m)
+{
+    int rc = tr_try_send(sys, to, m);
+    int full = rc == TR_EFULL;
+    if (full)
+        rc = tr_send(sys, to, m, TR_FOREVER);
+    bench_check(rc, "send");
+    return full;
+}

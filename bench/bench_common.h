@@ -56,6 +56,16 @@ void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Name used as the prefix of progress and error lines. */
 void bench_set_name(const char *name);
 
+/* In an actor: receive one message and fail unless its tag is `tag`. */
+void bench_await(uint64_t tag);
+
+/*
+ * Send from an actor, waiting as long as it takes; returns 1 if the
+ * mailbox was full first (the sender had to park), else 0.  A full try is
+ * not a lost message: the blocking send that follows delivers it.
+ */
+int bench_send_counting_full(tr_system *sys, tr_ref to, const tr_msg *m);
+
 /* Wait until every ref is dead (sends fail with TR_ENOACTOR), probing with
  * messages tagged `probe_tag`; returns how many probes got in first. */
 uint64_t bench_wait_exited(tr_system *sys, const tr_ref *refs, uint64_t n,
