@@ -85,12 +85,9 @@ void tr__actor_finish(struct tr_actor *a)
 void tr__actor_destroy(struct tr_actor *a)
 {
     tr_system *sys = a->mbox.sys;
-    /* A worker that just let the actor go idle may still be looking at
-     * its mailbox (run_turn); pairs with its release store. */
-    for (unsigned i = 0; i < sys->nworkers; i++)
-        while (atomic_load_explicit(&sys->workers[i].letting_go,
-                                    memory_order_acquire) == a)
-            sched_yield();
+    /* A worker that just let the actor go idle (run_turn) or is sending
+     * to it may still be looking at its mailbox. */
+    tr__hazard_wait(sys, a->mbox.ref);
     tr__mailbox_destroy(&a->mbox);
     tr__slot_release(&sys->slots, a->mbox.ref);
     tr__stack_free(a->stack);
@@ -134,8 +131,8 @@ static void run_turn(struct tr_actor *a)
             if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
                 return; /* never run again: shutdown destroys it */
         }
-        tr__mailbox_sync_waiters(&a->mbox);
         if (n >= batch) {
+            tr__mailbox_sync_waiters(&a->mbox);
             tr__worker_now()->current = NULL;
             tr__schedule(sys, a);
             return;
@@ -143,18 +140,18 @@ static void run_turn(struct tr_actor *a)
         /* Once `scheduled` is 0 a sender may queue the actor, another
          * worker may run it, and it may exit and be destroyed there, all
          * before our look at the ring.  So the worker announces the actor
-         * it is letting go in a field of its own (plain stores, no read-
-         * modify-write on the hot path), and the destroyer waits while any
-         * worker announces it.  Whoever runs the actor next got it through
-         * our exchange below, so it sees the announcement. */
+         * it is letting go as its hazard (plain stores, no read-modify-
+         * write on the hot path), and the destroyer waits while any worker
+         * announces it.  Whoever runs the actor next got it through our
+         * exchange below, so it sees the announcement. */
         tr__worker *w = tr__worker_now();
-        atomic_store_explicit(&w->letting_go, a, memory_order_relaxed);
-        atomic_exchange(&a->scheduled, 0); /* pairs with tr__mailbox_notify */
+        atomic_store_explicit(&w->hazard, a->mbox.ref, memory_order_relaxed);
+        tr__mailbox_owner_idle(&a->mbox, &a->scheduled);
         bool ours = !tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1);
         if (!ours)
             w->current = NULL;
         /* After this store we touch `a` only if it is ours again. */
-        atomic_store_explicit(&w->letting_go, NULL, memory_order_release);
+        atomic_store_explicit(&w->hazard, TR_REF_NONE, memory_order_release);
         if (!ours)
             return;
     }

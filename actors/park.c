@@ -119,14 +119,12 @@ int tr_recv(tr_msg *out, tr_deadline deadline)
             return 0;
         if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
             return TR_ETIMEDOUT;
-        tr__mailbox_sync_waiters(&a->mbox);
         uint32_t token;
         int rc = tr__actor_park_begin(a, TR__PARK_RECV, deadline, &token);
         if (rc)
             return rc;
-        /* Publish: from here a sender that flips scheduled wakes us.  An
-         * exchange, not a store: it pairs with tr__mailbox_notify. */
-        atomic_exchange(&a->scheduled, 0);
+        /* Publish: from here a sender that flips scheduled wakes us. */
+        tr__mailbox_owner_idle(&a->mbox, &a->scheduled);
         if (!tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1)) {
             tr__actor_park_cancel(a, token);
             continue;

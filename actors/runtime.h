@@ -60,8 +60,10 @@ typedef struct tr__worker {
     unsigned id;
     pthread_t thread;
 
-    /* Written by the owner, read by an actor's destroyer (run_turn). */
-    _Atomic(struct tr_actor *) letting_go;
+    /* Written by the owner, read by destroyers: the ref of an actor or
+     * mailbox this worker touches without holding a borrow (a send, or
+     * run_turn letting its actor go idle).  See tr__hazard_wait. */
+    _Atomic tr_ref hazard;
 
     /* Written by others. */
     _Atomic uint32_t wake_word __attribute__((aligned(TR__CACHELINE)));
@@ -102,7 +104,7 @@ struct tr_actor {
 
     /* 1 while running, queued, or parked on a wait other than its own
      * mailbox; a sender that flips it 0 -> 1 must schedule the actor. */
-    atomic_int scheduled;
+    _Atomic uint32_t scheduled;
     /* Hand-off between a parking actor and its waker: whoever arrives
      * second (after the context is saved and the wake is decided)
      * enqueues the actor.  See tr__actor_park. */
@@ -176,6 +178,10 @@ void tr__actor_timeout(struct tr_actor *a, uint32_t token);
 
 /* Claim a park (token must match); true if the caller now must wake it. */
 bool tr__actor_claim(struct tr_actor *a, uint32_t token);
+
+/* Wait until no worker announces `ref` as its hazard (destroyers only,
+ * after the slot is dead: no new announcement can then succeed). */
+void tr__hazard_wait(struct tr_system *sys, tr_ref ref);
 
 /* Destroy an actor whose slot has no borrowers and is dead. */
 void tr__actor_destroy(struct tr_actor *a);

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -412,6 +413,16 @@ void *tr__worker_main(void *arg)
     atomic_fetch_add(&sys->workers_done, 1);
     tr__futex_wake(&sys->workers_done, 1 << 30);
     return NULL;
+}
+
+void tr__hazard_wait(tr_system *sys, tr_ref ref)
+{
+    /* seq_cst loads: they pair with the announcing store in a send (see
+     * hold_ref in send.c); the holder is never parked, only busy for a
+     * few instructions, or preempted. */
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        while (atomic_load(&sys->workers[i].hazard) == ref)
+            sched_yield();
 }
 
 void tr__wake_all_workers(tr_system *sys)

@@ -99,6 +99,19 @@ void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind)
     return atomic_load_explicit(&s->obj, memory_order_relaxed);
 }
 
+void *tr__slot_peek(tr__slots *t, tr_ref ref, uint8_t *kind)
+{
+    tr__slot *s = slot_of(t, ref);
+    if (!s)
+        return NULL;
+    /* seq_cst: after the caller's hazard store, before tr__slot_kill. */
+    uint64_t w = atomic_load(&s->word);
+    if ((w >> 32) != (ref >> 32) || !(w & ALIVE))
+        return NULL;
+    *kind = s->kind;
+    return atomic_load_explicit(&s->obj, memory_order_relaxed);
+}
+
 bool tr__slot_put(tr__slots *t, tr_ref ref)
 {
     tr__slot *s = slot_of(t, ref);
@@ -110,7 +123,9 @@ bool tr__slot_put(tr__slots *t, tr_ref ref)
 bool tr__slot_kill(tr__slots *t, tr_ref ref)
 {
     tr__slot *s = slot_of(t, ref);
-    uint64_t old = atomic_fetch_and_explicit(&s->word, ~ALIVE, memory_order_acq_rel);
+    /* seq_cst: a hazard announced before a peek that saw the slot alive
+     * is seen by the destroyer that comes after this (tr__slot_peek). */
+    uint64_t old = atomic_fetch_and(&s->word, ~ALIVE);
     return (old & BORROW_MASK) == 0 && (old & ALIVE);
 }
 

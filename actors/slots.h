@@ -53,6 +53,13 @@ int tr__slot_alloc(tr__slots *t, void *obj, uint8_t kind, tr_ref *ref);
 /* Borrow the object behind a live ref; NULL if it is stale or dead. */
 void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind);
 
+/*
+ * The object behind a live ref, without borrowing it: the caller must
+ * keep it from being destroyed by other means (a hazard announced
+ * before the call, with a seq_cst store; see tr__hazard_wait).
+ */
+void *tr__slot_peek(tr__slots *t, tr_ref ref, uint8_t *kind);
+
 /* Drop a borrow; true if the caller must now destroy the object. */
 bool tr__slot_put(tr__slots *t, tr_ref ref);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../actors/fence.h"
 #include "../actors/futex.h"
 #include "../actors/runtime.h"
 #include "../actors/sanitizer.h"
@@ -68,16 +69,29 @@ int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg)
     return 0;
 }
 
+/*
+ * The owner's flag (`scheduled` or `signalled`) says "the owner will look
+ * at its ring again".  Senders and owner form a store-buffer pattern: the
+ * sender writes the ring then reads the flag, the owner writes the flag
+ * then reads the ring, each with a seq_cst fence in between.  The fences
+ * are totally ordered, so either the owner's look sees the message or the
+ * sender's load sees the owner's 0 (docs/mailbox.md).  A sender that
+ * finds the flag at 1 is done with a plain load: the busy owner's line is
+ * only read, not taken away from it, which is what a read-modify-write
+ * per message did (it cost a third of a many-to-one workload).
+ */
+static bool owner_needs_flag(_Atomic uint32_t *flag)
+{
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with owner_idle */
+    return !atomic_load_explicit(flag, memory_order_relaxed) && !atomic_exchange(flag, 1);
+}
+
 void tr__mailbox_notify(struct tr_mailbox *mb)
 {
-    /* The exchange pairs with the owner's exchange of 0 before it looks
-     * at the ring (run_turn, tr_recv): if the owner's exchange reads our
-     * 1, our enqueue happened before its look; otherwise ours reads its 0
-     * and we schedule it.  Either way the message is seen. */
     if (mb->owner) {
-        if (!atomic_exchange(&mb->owner->scheduled, 1))
+        if (owner_needs_flag(&mb->owner->scheduled))
             tr__actor_wake(mb->owner);
-    } else if (!atomic_exchange(&mb->signalled, 1)) {
+    } else if (owner_needs_flag(&mb->signalled)) {
         tr__futex_wake(&mb->signalled, 1);
     }
 }
@@ -155,13 +169,33 @@ static bool has_room(struct tr_mailbox *mb)
     return !rb || ck_ring_size(&rb->ring) < mb->ring_size - 1;
 }
 
+/*
+ * The owner has freed room and must not forget a sender that found the
+ * ring full: it reads nwaiters after a seq_cst fence, and add_waiter
+ * increments it before a fence and a last look at the ring.  The fences
+ * are ordered, so either the owner sees the waiter or the waiter sees
+ * the room (docs/mailbox.md).  tr__mailbox_take only peeks at nwaiters;
+ * this is the check that counts.
+ */
+static void check_waiters(struct tr_mailbox *mb)
+{
+    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
+        wake_one_sender(mb);
+}
+
 void tr__mailbox_sync_waiters(struct tr_mailbox *mb)
 {
-    /* An RMW, paired with the increment in add_waiter: either it reads
-     * that increment and we wake the waiter, or the increment reads from
-     * it, and then the waiter's re-check sees the room we made. */
-    if (atomic_fetch_add(&mb->nwaiters, 0))
-        wake_one_sender(mb);
+    atomic_thread_fence(memory_order_seq_cst);
+    check_waiters(mb);
+}
+
+void tr__mailbox_owner_idle(struct tr_mailbox *mb, _Atomic uint32_t *flag)
+{
+    /* seq_cst, as the sender's exchange: the chain of exchanges is also
+     * what hands the actor (and this worker's hazard) to its next runner. */
+    atomic_exchange(flag, 0);
+    tr__fence_after_rmw(); /* pairs with owner_needs_flag and add_waiter */
+    check_waiters(mb);
 }
 
 /* Append a waiter; false if the mailbox is closed. */
@@ -180,8 +214,9 @@ static bool add_waiter(struct tr_mailbox *mb, tr__waiter *w)
         mb->wait_head = w;
     mb->wait_tail = w;
     w->listed = true;
-    atomic_fetch_add(&mb->nwaiters, 1); /* seq_cst: see sync_waiters */
+    atomic_fetch_add(&mb->nwaiters, 1);
     tr__spin_unlock(&mb->wait_lock);
+    tr__fence_after_rmw(); /* pairs with check_waiters' callers */
     return true;
 }
 

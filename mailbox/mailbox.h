@@ -11,12 +11,11 @@
  *     owner is scheduled by whichever sender flips its `scheduled` flag
  *     from 0 to 1; a thread owner is woken by whichever sender flips its
  *     `signalled` word from 0 to 1.
- *   - Full ring: the sender registers a waiter (nwaiters++, a seq_cst
- *     read-modify-write), tries once more, and only then parks.  The
- *     receiver, after it frees room, looks at nwaiters and wakes one.
- *     Both sides touch nwaiters with a read-modify-write, and RMWs on one
- *     variable are totally ordered, so one of them sees the other: no
- *     wake-up is lost.
+ *   - Full ring: the sender registers a waiter (nwaiters++ and a seq_cst
+ *     fence), looks at the ring once more, and only then parks.  The
+ *     receiver, after it frees room, fences and looks at nwaiters and
+ *     wakes one.  The two fences are ordered, so one side sees the
+ *     other: no wake-up is lost.
  */
 #ifndef TR_MAILBOX_H
 #define TR_MAILBOX_H
@@ -76,6 +75,15 @@ int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg);
 /* Tell the owner that a message arrived (after a successful put). */
 void tr__mailbox_notify(struct tr_mailbox *mb);
 
+/*
+ * Owner side of tr__mailbox_notify, before it stops: clear the owner's
+ * flag (an actor's `scheduled`, a thread mailbox's `signalled`), then
+ * wake a sender waiting for room, if any; then take a last look at the
+ * ring.  A message that the look misses is sure to find the flag at 0,
+ * so its sender schedules or wakes the owner.
+ */
+void tr__mailbox_owner_idle(struct tr_mailbox *mb, _Atomic uint32_t *flag);
+
 /* Dequeue (owner only); false if empty.  Wakes a sender that waits. */
 bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out);
 
@@ -83,9 +91,10 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out);
 bool tr__mailbox_empty(struct tr_mailbox *mb);
 
 /*
- * Owner side, after a run of takes: an RMW on nwaiters, then wake a
- * waiting sender if there is one.  tr__mailbox_take only loads nwaiters
- * to stay cheap, so this check is what guarantees no sender is forgotten.
+ * Owner side, after a run of takes while it stays scheduled: wake a
+ * waiting sender if there is one.  tr__mailbox_take only peeks at
+ * nwaiters to stay cheap, so this check (or tr__mailbox_owner_idle) is
+ * what guarantees no sender is forgotten.
  */
 void tr__mailbox_sync_waiters(struct tr_mailbox *mb);
 

@@ -20,19 +20,75 @@ struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
     return *kind == TR__SLOT_ACTOR ? &((struct tr_actor *)*obj)->mbox : *obj;
 }
 
+/*
+ * How a send keeps its target alive.  A worker announces the ref as its
+ * hazard and peeks at the slot: two stores to its own cache line, where a
+ * borrow is two read-modify-writes on the target's slot, a line that
+ * every sender to that actor fights over.  A hazard only lasts while the
+ * worker runs this send, so before it waits for room it turns into a
+ * borrow.  Other threads always borrow.
+ */
+typedef struct ref_hold {
+    tr_ref ref;
+    void *obj;
+    uint8_t kind;
+    tr__worker *hazard_of;  /* the worker announcing it; NULL: borrowed */
+} ref_hold;
+
+static struct tr_mailbox *mailbox_of(const ref_hold *h)
+{
+    return h->kind == TR__SLOT_ACTOR ? &((struct tr_actor *)h->obj)->mbox : h->obj;
+}
+
+static struct tr_mailbox *hold_ref(tr_system *sys, tr_ref ref, ref_hold *h)
+{
+    tr__worker *w = tr__worker_now();
+    h->ref = ref;
+    h->hazard_of = w && w->sys == sys ? w : NULL;
+    if (!h->hazard_of) {
+        h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
+        return h->obj ? mailbox_of(h) : NULL;
+    }
+    atomic_store(&w->hazard, ref); /* seq_cst: before the peek */
+    h->obj = tr__slot_peek(&sys->slots, ref, &h->kind);
+    if (!h->obj) {
+        atomic_store_explicit(&w->hazard, TR_REF_NONE, memory_order_release);
+        return NULL;
+    }
+    return mailbox_of(h);
+}
+
+/* Turn a hazard into a borrow (before parking); false if the target died. */
+static bool hold_across_wait(tr_system *sys, ref_hold *h)
+{
+    if (!h->hazard_of)
+        return true;
+    bool alive = tr__slot_get(&sys->slots, h->ref, NULL) != NULL;
+    atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
+    h->hazard_of = NULL;
+    return alive;
+}
+
+static void release_ref(tr_system *sys, ref_hold *h)
+{
+    if (h->hazard_of) /* release: our last touch of the target is before it */
+        atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
+    else
+        tr__ref_put(sys, h->ref, h->obj, h->kind);
+}
+
 static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
                 tr_deadline deadline, bool wait)
 {
     if (!sys || !msg)
         return TR_EINVAL;
-    uint8_t kind;
-    void *obj;
-    struct tr_mailbox *mb = tr__mailbox_borrow(sys, to, &obj, &kind);
+    tr_msg m = *msg;
+    m.from = tr__sender_ref(sys);
+    ref_hold hold;
+    struct tr_mailbox *mb = hold_ref(sys, to, &hold);
     if (!mb)
         return TR_ENOACTOR;
 
-    tr_msg m = *msg;
-    m.from = tr__sender_ref(sys);
     /* A thread that waits on an actor is counted until it has dropped its
      * borrow, so that shutdown does not destroy the actor under it. */
     bool counted = false;
@@ -49,7 +105,9 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
             rc = TR_ETIMEDOUT;
             break;
         }
-        if (!counted && kind == TR__SLOT_ACTOR && !tr__worker_now()) {
+        if (!hold_across_wait(sys, &hold))
+            return TR_ENOACTOR; /* died after our peek: nothing is held */
+        if (!counted && hold.kind == TR__SLOT_ACTOR && !tr__worker_now()) {
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
         }
@@ -59,7 +117,7 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     }
     if (rc == 0)
         tr__mailbox_notify(mb);
-    tr__ref_put(sys, to, obj, kind);
+    release_ref(sys, &hold);
     if (counted)
         atomic_fetch_sub(&sys->foreign_waiters, 1);
     return rc;

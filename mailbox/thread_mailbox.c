@@ -73,10 +73,8 @@ int tr_mailbox_recv(tr_mailbox *mb, tr_msg *out, tr_deadline deadline)
             return 0;
         if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
             return TR_ETIMEDOUT;
-        tr__mailbox_sync_waiters(mb);
-        /* Announce that we sleep, then look once more (pairs with the
-         * exchange in tr__mailbox_notify). */
-        atomic_exchange(&mb->signalled, 0);
+        /* Announce that we sleep, then look once more. */
+        tr__mailbox_owner_idle(mb, &mb->signalled);
         if (!tr__mailbox_empty(mb))
             continue;
         tr__futex_wait(&mb->signalled, 0, deadline);
@@ -100,6 +98,7 @@ void tr_mailbox_free(tr_mailbox *mb)
 
 void tr__thread_mailbox_destroy(struct tr_mailbox *mb)
 {
+    tr__hazard_wait(mb->sys, mb->ref);
     tr__mailbox_destroy(mb);
     tr__slot_release(&mb->sys->slots, mb->ref);
     free(outer(mb));
