@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../mailbox/mailbox.h"
+#include "inject.h"
 #include "slots.h"
 #include "spin.h"
 #include "stack.h"
@@ -41,6 +42,12 @@ enum { TR__SLOT_ACTOR = 1, TR__SLOT_MAILBOX = 2 };
 
 /* Why an actor is parked, for whoever times the park out. */
 enum { TR__PARK_NONE = 0, TR__PARK_RECV, TR__PARK_WAIT, TR__PARK_YIELD };
+
+/* A thief's note of a victim's turn counter, and since when it stood. */
+typedef struct tr__sighting {
+    uint32_t turns;
+    int64_t since;
+} tr__sighting;
 
 typedef struct tr__worker {
     /* Written by the worker's own thread only. */
@@ -59,6 +66,12 @@ typedef struct tr__worker {
     tr__stack native;             /* the thread's own stack */
     unsigned id;
     pthread_t thread;
+
+    struct tr__sighting *seen;    /* each victim's `turns`, as we last saw it */
+
+    /* Written by the owner, read by thieves: bumped at every pick, so a
+     * thief can tell a worker stuck in one long turn from a busy one. */
+    _Atomic uint32_t turns;
 
     /* Written by the owner, read by destroyers: the ref of an actor or
      * mailbox this worker touches without holding a borrow (a send, or
@@ -80,10 +93,8 @@ struct tr_system {
     tr__slots slots;
     tr__stack_pool stacks;
 
-    /* Work from threads that are not workers, and run queue overflow. */
-    tr__spin global_lock;
-    struct tr_actor *global_head, *global_tail;
-    atomic_uint global_len;
+    /* Work from threads that are not workers, yields, run queue overflow. */
+    tr__inject global;
 
     /* Parked workers (a stack of ids) and searching ones. */
     tr__spin idle_lock;
@@ -119,7 +130,7 @@ struct tr_actor {
     char *name;
     tr__stack *stack;               /* held while parked, or dedicated */
     size_t stack_size;              /* dedicated stack size, 0: shared */
-    struct tr_actor *next_ready;    /* global queue link */
+    tr__inject_node ready_link;     /* on the system's global queue */
     int exit_reason;                /* kept for links and monitors (next) */
 };
 

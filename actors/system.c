@@ -25,6 +25,8 @@ static void free_parts(tr_system *sys)
     if (sys->slots.chunks)
         tr__slots_destroy(&sys->slots);
     tr__stack_pool_destroy(&sys->stacks);
+    for (unsigned i = 0; sys->workers && i < sys->nworkers; i++)
+        free(sys->workers[i].seen);
     free(sys->workers);
     free(sys->idle);
     free(sys);
@@ -54,14 +56,16 @@ int tr_system_new(const tr_config *config, tr_system **out)
         return TR_ENOMEM;
     sys->cfg = cfg;
     sys->nworkers = (unsigned)n;
+    tr__inject_init(&sys->global);
     tr__stack_pool_init(&sys->stacks, cfg.stack_size, cfg.stack_guard);
     sys->workers = aligned_alloc(TR__CACHELINE, (size_t)n * sizeof(tr__worker));
+    if (sys->workers)
+        memset(sys->workers, 0, (size_t)n * sizeof(tr__worker));
     sys->idle = calloc((size_t)n, sizeof *sys->idle);
     if (!sys->workers || !sys->idle || tr__slots_init(&sys->slots, cfg.max_actors)) {
         free_parts(sys);
         return TR_ENOMEM;
     }
-    memset(sys->workers, 0, (size_t)n * sizeof(tr__worker));
     for (unsigned i = 0; i < sys->nworkers; i++) {
         tr__worker *w = &sys->workers[i];
         w->sys = sys;
@@ -70,7 +74,8 @@ int tr_system_new(const tr_config *config, tr_system **out)
         ck_ring_init(&w->runq, TR__RUNQ_SIZE);
         /* The stack its scheduler loop starts on: fail here, not silently
          * in the thread. */
-        if (!(w->spare = tr__stack_pool_get(&sys->stacks))) {
+        w->seen = calloc(sys->nworkers, sizeof *w->seen);
+        if (!w->seen || !(w->spare = tr__stack_pool_get(&sys->stacks))) {
             for (unsigned j = 0; j < i; j++)
                 tr__stack_free(sys->workers[j].spare);
             free_parts(sys);
@@ -132,8 +137,7 @@ static void destroy_actors(tr_system *sys)
     while (atomic_load(&sys->foreign_waiters))
         sched_yield();
     tr__slots_each(&sys->slots, destroy_actor, NULL);
-    sys->global_head = sys->global_tail = NULL;
-    atomic_store(&sys->global_len, 0);
+    tr__inject_init(&sys->global);
 }
 
 int tr_system_shutdown(tr_system *sys, tr_deadline deadline)

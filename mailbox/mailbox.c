@@ -141,18 +141,24 @@ static void wake_one_sender(struct tr_mailbox *mb)
         tr__futex_wake(word, 1); /* harmless if the thread already left */
 }
 
+/*
+ * A parked sender is woken only once half the ring is free, so that it
+ * refills many slots per park instead of a batch's worth or one: a park
+ * and a wake cost far more than a message.
+ */
+static bool room_for_a_burst(tr__ringbuf *rb, const struct tr_mailbox *mb)
+{
+    return ck_ring_size(&rb->ring) <= mb->ring_size / 2;
+}
+
 bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out)
 {
     tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
     if (!rb || !ck_ring_dequeue_mpsc_tr_msg(&rb->ring, rb->slots, out))
         return false;
     TR_TSAN_ACQUIRE(rb);
-    /* A cheap plain look; tr__mailbox_sync_waiters is the guarantee.  A
-     * parked sender is woken only once half the ring is free, so that it
-     * refills many slots per park instead of one (a park and a wake cost
-     * far more than a message). */
-    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed) &&
-        ck_ring_size(&rb->ring) <= mb->ring_size / 2)
+    /* A cheap plain look; tr__mailbox_owner_idle is the guarantee. */
+    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed) && room_for_a_burst(rb, mb))
         wake_one_sender(mb);
     return true;
 }
@@ -185,8 +191,13 @@ static void check_waiters(struct tr_mailbox *mb)
 
 void tr__mailbox_sync_waiters(struct tr_mailbox *mb)
 {
+    /* The owner goes on (its turn ended on the batch limit), so a waiter
+     * can wait for half the ring: the takes that follow look for it, and
+     * owner_idle at the latest finds it. */
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
     atomic_thread_fence(memory_order_seq_cst);
-    check_waiters(mb);
+    if (rb && room_for_a_burst(rb, mb))
+        check_waiters(mb);
 }
 
 void tr__mailbox_owner_idle(struct tr_mailbox *mb, _Atomic uint32_t *flag)
