@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fence.h"
 #include "futex.h"
 #include "runtime.h"
 #include "sanitizer.h"
@@ -224,21 +225,32 @@ static void wake_worker(tr_system *sys)
     tr__futex_wake(&w->wake_word, 1);
 }
 
-/* Wake one parked worker unless one is already looking for work. */
+/*
+ * Wake one parked worker unless one is already looking for work.  The
+ * caller has published work and then fenced (seq_cst); a parker
+ * increments nidle, fences, then looks for work.  Of the two fences one
+ * comes first, so either we see its increment or it sees our work.  A
+ * plain load keeps the line shared; an RMW here took it away from every
+ * other core at each message sent from outside.
+ */
 static void maybe_wake(tr_system *sys)
 {
-    /* A read-modify-write, not a plain load: it joins the chain of RMWs
-     * on nidle, so either it reads a parker's increment (and wakes it),
-     * or the parker's increment reads from it and then sees our work. */
-    if (atomic_fetch_add(&sys->nidle, 0) &&
+    if (atomic_load_explicit(&sys->nidle, memory_order_relaxed) &&
         !atomic_load_explicit(&sys->nsearching, memory_order_relaxed))
         wake_worker(sys);
 }
 
-void tr__schedule_global(tr_system *sys, struct tr_actor *a)
+/* The push is an exchange, so the fence maybe_wake needs is free. */
+static void global_push_and_wake(tr_system *sys, struct tr_actor *a)
 {
     global_push(sys, a);
+    tr__fence_after_rmw();
     maybe_wake(sys);
+}
+
+void tr__schedule_global(tr_system *sys, struct tr_actor *a)
+{
+    global_push_and_wake(sys, a);
 }
 
 static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
@@ -248,13 +260,14 @@ static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
         bool was_empty = ck_ring_size(&w->runq) == 0;
         TR_TSAN_RELEASE(&w->runq);
         if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
-            if (wake || !was_empty)
+            if (wake || !was_empty) {
+                atomic_thread_fence(memory_order_seq_cst);
                 maybe_wake(sys);
+            }
             return;
         }
     }
-    global_push(sys, a);
-    maybe_wake(sys);
+    global_push_and_wake(sys, a);
 }
 
 void tr__schedule(tr_system *sys, struct tr_actor *a)
@@ -371,8 +384,8 @@ static void park_worker(tr__worker *w)
     tr__spin_lock(&sys->idle_lock);
     sys->idle[sys->nidle_list++] = w->id;
     atomic_fetch_add(&sys->nidle, 1);
+    tr__fence_after_rmw(); /* pairs with the waker's fence (maybe_wake) */
     tr__spin_unlock(&sys->idle_lock);
-    /* The increment above pairs with the RMW in maybe_wake. */
     if (!work_visible(sys) && !atomic_load(&sys->stopping))
         tr__futex_wait(&w->wake_word, 0, tr__timers_next(&w->timers));
     unlist_idle(w);

@@ -71,19 +71,26 @@ int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg)
 
 /*
  * The owner's flag (`scheduled` or `signalled`) says "the owner will look
- * at its ring again".  Senders and owner form a store-buffer pattern: the
- * sender writes the ring then reads the flag, the owner writes the flag
- * then reads the ring, each with a seq_cst fence in between.  The fences
- * are totally ordered, so either the owner's look sees the message or the
- * sender's load sees the owner's 0 (docs/mailbox.md).  A sender that
- * finds the flag at 1 is done with a plain load: the busy owner's line is
- * only read, not taken away from it, which is what a read-modify-write
- * per message did (it cost a third of a many-to-one workload).
+ * at its ring again".  If it reads 0, the sender's exchange decides who
+ * schedules, and it is a seq_cst read-modify-write in the owner's chain
+ * of exchanges, so the owner's next look sees the message.  If it reads
+ * 1, the sender and the owner form a store-buffer pattern (the sender
+ * wrote the ring and reads the flag; the owner writes the flag and reads
+ * the ring), so both sides fence and the sender reads again: either it
+ * sees the owner's 0 or the owner's look sees the message
+ * (docs/mailbox.md).  A sender that finds the flag at 1 is done with
+ * loads: the busy owner's line is only read, not taken away from it,
+ * which is what an exchange per message did (a third of a many-to-one
+ * workload's time).
  */
 static bool owner_needs_flag(_Atomic uint32_t *flag)
 {
-    atomic_thread_fence(memory_order_seq_cst); /* pairs with owner_idle */
-    return !atomic_load_explicit(flag, memory_order_relaxed) && !atomic_exchange(flag, 1);
+    if (atomic_load_explicit(flag, memory_order_relaxed)) {
+        atomic_thread_fence(memory_order_seq_cst); /* pairs with owner_idle */
+        if (atomic_load_explicit(flag, memory_order_relaxed))
+            return false;
+    }
+    return !atomic_exchange(flag, 1);
 }
 
 void tr__mailbox_notify(struct tr_mailbox *mb)
