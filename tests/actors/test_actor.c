@@ -233,11 +233,16 @@ static void test_exited_actor_ref_is_stale(void **state)
 /* ---- tr_yield: one worker, two actors take turns ------------------------- */
 
 static _Atomic uint64_t turns[2];
-static atomic_int interleavings, self_mismatch;
+static atomic_int started, interleavings, self_mismatch;
 
 static int yielder(tr_actor *self)
 {
     uintptr_t me = (uintptr_t)tr_actor_state(self);
+    /* Count only once both run: the main thread may be slow to spawn the
+     * second one (a loaded machine, a sanitizer build). */
+    atomic_fetch_add(&started, 1);
+    while (atomic_load(&started) < 2)
+        tr_yield();
     uint64_t other_seen = atomic_load(&turns[1 - me]);
     for (int i = 0; i < 1000; i++) {
         atomic_fetch_add(&turns[me], 1);
