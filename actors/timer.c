@@ -1,61 +1,103 @@
-/* timer.c - a per-worker binary min-heap of park deadlines. */
+/* timer.c - park deadlines on a per-worker timing wheel, with recycled entries. */
 #include "timer.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "runtime.h"
 
-static void swap(tr__timer *a, tr__timer *b)
+/*
+ * Slabs grow with the worker's needs: the first holds 64 entries (4 KiB),
+ * each next one as many as all before, up to 16384 entries (1 MiB), so a
+ * worker with a million timers has about 70 slabs and one with a handful
+ * has 4 KiB.
+ */
+#define SLAB_MIN 64u
+#define SLAB_MAX 16384u
+
+struct tr__timer_slab {
+    struct tr__timer_slab *next;
+    tr__timer entries[];
+};
+
+static tr__timer *timer_of(tr__wheel_node *n)
 {
-    tr__timer t = *a;
-    *a = *b;
-    *b = t;
+    return (tr__timer *)((char *)n - offsetof(tr__timer, node));
+}
+
+static void recycle(tr__timers *t, tr__timer *timer)
+{
+    timer->node.next = t->free ? &t->free->node : NULL;
+    t->free = timer;
+}
+
+static int grow(tr__timers *t)
+{
+    uint32_t n = t->owned < SLAB_MIN ? SLAB_MIN : t->owned > SLAB_MAX ? SLAB_MAX : t->owned;
+    struct tr__timer_slab *s = malloc(sizeof *s + n * sizeof(tr__timer));
+    if (!s)
+        return TR_ENOMEM;
+    s->next = t->slabs;
+    t->slabs = s;
+    t->owned += n;
+    for (uint32_t i = n; i-- > 0;) {
+        s->entries[i].node.where = TR__WHEEL_UNARMED;
+        recycle(t, &s->entries[i]);
+    }
+    return 0;
+}
+
+int tr__timers_add_handle(struct tr_system *sys, tr__timers *t,
+                          tr_deadline deadline, struct tr_actor *a, tr_ref ref,
+                          uint32_t token, tr__timer **out)
+{
+    /* Room first: a failed allocation then has no borrow to undo. */
+    if (!t->free && grow(t))
+        return TR_ENOMEM;
+    if (!tr__slot_get(&sys->slots, ref, NULL))
+        return TR_ENOACTOR;
+    tr__timer *timer = t->free;
+    t->free = timer->node.next ? timer_of(timer->node.next) : NULL;
+    timer->actor = a;
+    timer->ref = ref;
+    timer->token = token;
+    tr__wheel_arm(&t->wheel, &timer->node, deadline);
+    t->len++;
+    if (out)
+        *out = timer;
+    return 0;
 }
 
 int tr__timers_add(struct tr_system *sys, tr__timers *t, tr_deadline deadline,
                    struct tr_actor *a, tr_ref ref, uint32_t token)
 {
-    if (t->len == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 64;
-        tr__timer *heap = realloc(t->heap, cap * sizeof *heap);
-        if (!heap)
-            return TR_ENOMEM;
-        t->heap = heap;
-        t->cap = cap;
-    }
-    if (!tr__slot_get(&sys->slots, ref, NULL))
-        return TR_ENOACTOR;
-    uint32_t i = t->len++;
-    t->heap[i] = (tr__timer){deadline, a, ref, token};
-    while (i > 0 && t->heap[(i - 1) / 2].deadline > t->heap[i].deadline) {
-        swap(&t->heap[(i - 1) / 2], &t->heap[i]);
-        i = (i - 1) / 2;
-    }
-    return 0;
+    return tr__timers_add_handle(sys, t, deadline, a, ref, token, NULL);
 }
 
-static tr__timer pop_min(tr__timers *t)
+bool tr__timers_cancel(struct tr_system *sys, tr__timers *t, tr__timer *timer,
+                       struct tr_actor *a, uint32_t token)
 {
-    tr__timer min = t->heap[0];
-    t->heap[0] = t->heap[--t->len];
-    for (uint32_t i = 0;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < t->len && t->heap[l].deadline < t->heap[m].deadline)
-            m = l;
-        if (r < t->len && t->heap[r].deadline < t->heap[m].deadline)
-            m = r;
-        if (m == i)
-            break;
-        swap(&t->heap[i], &t->heap[m]);
-        i = m;
-    }
-    return min;
+    /* A park is named by (actor, token): tokens only grow, so an entry
+     * recycled into a later park, of this actor or another, never
+     * matches. */
+    if (!tr__wheel_armed(&timer->node) || timer->actor != a || timer->token != token)
+        return false;
+    tr__wheel_cancel(&t->wheel, &timer->node);
+    t->len--;
+    tr_ref ref = timer->ref;
+    recycle(t, timer);
+    tr__ref_put(sys, ref, a, TR__SLOT_ACTOR);
+    return true;
 }
 
 void tr__timers_fire(struct tr_system *sys, tr__timers *t, int64_t now)
 {
-    while (t->len && t->heap[0].deadline <= now) {
-        tr__timer due = pop_min(t);
+    tr__wheel_node *n;
+    while ((n = tr__wheel_pop_due(&t->wheel, now))) {
+        /* Recycle before the calls: they may add or cancel timers here. */
+        tr__timer due = *timer_of(n);
+        recycle(t, timer_of(n));
+        t->len--;
         tr__actor_timeout(due.actor, due.token);
         tr__ref_put(sys, due.ref, due.actor, TR__SLOT_ACTOR);
     }
@@ -63,11 +105,15 @@ void tr__timers_fire(struct tr_system *sys, tr__timers *t, int64_t now)
 
 tr_deadline tr__timers_next(const tr__timers *t)
 {
-    return t->len ? t->heap[0].deadline : TR_FOREVER;
+    return tr__wheel_next(&t->wheel);
 }
 
 void tr__timers_clear(tr__timers *t)
 {
-    free(t->heap);
+    while (t->slabs) {
+        struct tr__timer_slab *s = t->slabs;
+        t->slabs = s->next;
+        free(s);
+    }
     *t = (tr__timers){0};
 }
