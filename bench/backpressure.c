@@ -10,6 +10,10 @@
  * peak_rss_kb (and peak_rss_growth_kb, the growth over the peak before
  * the workload) at BENCH_SCALE=0.1 and 1.
  *
+ * consumer_limit is the same work in a bare loop on this machine (reading
+ * the clock costs something, so it is under 1,000,000), and of_limit the
+ * share of it that the runtime reached.
+ *
  * Checks: the consumer sees the producer's sequence numbers in order with
  * no gap or repeat, and all of them.
  */
@@ -44,6 +48,27 @@ static int produce(tr_actor *self)
     return 0;
 }
 
+/* The consumer's work: spin until WORK_NS have passed since `took`. */
+static void work_since(int64_t took)
+{
+    while (tr_now() - took < WORK_NS)
+        ;
+}
+
+/*
+ * The consumer's own limit on this machine: the same work in a plain
+ * loop, with no runtime around it.  Reading the clock has a cost, so it
+ * sits a little under 1,000,000 msg/s; `of_limit` compares against it.
+ */
+static double consumer_limit(void)
+{
+    enum { ROUNDS = 200000 };
+    int64_t t0 = tr_now();
+    for (int i = 0; i < ROUNDS; i++)
+        work_since(tr_now());
+    return ROUNDS / ((double)(tr_now() - t0) / 1e9);
+}
+
 static int consume(tr_actor *self, tr_msg *m)
 {
     int64_t took = tr_now();
@@ -55,8 +80,7 @@ static int consume(tr_actor *self, tr_msg *m)
         bench_fail("got seq %llu, want %llu (lost, duplicated or reordered)",
                    (unsigned long long)m->a, (unsigned long long)c->next);
     c->next++;
-    while (tr_now() - took < WORK_NS)
-        ;
+    work_since(took);
     if (c->next == c->want) {
         tr_msg done = tr_msg_words(TAG_DONE, c->next, 0);
         bench_check(tr_send(tr_actor_system(self), c->report, &done, TR_FOREVER),
@@ -69,6 +93,7 @@ int main(void)
 {
     bench_set_name("backpressure");
     uint64_t n = bench_count(2000000, 1);
+    double limit = consumer_limit();
     tr_system *sys = bench_system();
     tr_mailbox *mb = bench_mailbox(sys, 0);
 
@@ -99,10 +124,12 @@ int main(void)
     tr_mailbox_free(mb);
     tr_system_free(sys);
     double secs = (double)(t1 - t0) / 1e9;
-    bench_report("backpressure", (double)n / secs, "msg/s", workers, n,
+    double rate = (double)n / secs;
+    bench_report("backpressure", rate, "msg/s", workers, n,
                  "\"peak_rss_before_kb\":%ld,\"peak_rss_growth_kb\":%ld,"
-                 "\"full_waits\":%llu,\"elapsed_ms\":%.1f",
+                 "\"full_waits\":%llu,\"elapsed_ms\":%.1f,"
+                 "\"consumer_limit\":%.0f,\"of_limit\":%.3f",
                  rss_before, rss_after - rss_before,
-                 (unsigned long long)p.full_waits, secs * 1e3);
+                 (unsigned long long)p.full_waits, secs * 1e3, limit, rate / limit);
     return 0;
 }
