@@ -43,6 +43,7 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     a->state = o.state;
     /* A handler actor idles until its first message; a body starts now. */
     atomic_init(&a->scheduled, body ? 1 : 0);
+    atomic_init(&a->park_token, 1); /* odd: not in a wait */
     rc = tr__slot_alloc(&sys->slots, a, TR__SLOT_ACTOR, &a->mbox.ref);
     if (rc)
         goto free_stack;
@@ -121,9 +122,15 @@ static void run_turn(struct tr_actor *a)
     tr_msg m;
 
     for (;;) {
+        if (tr__actor_cancelled(a)) {
+            end(a, TR_ECANCELED);
+            return;
+        }
         while (n < batch && tr__mailbox_take(&a->mbox, &m)) {
             n++;
             int rc = a->handler(a, &m);
+            if (rc == 0 && tr__actor_cancelled(a))
+                rc = TR_ECANCELED;
             if (rc != 0) {
                 end(a, rc == TR_STOP ? 0 : rc);
                 return;
@@ -193,6 +200,30 @@ void tr_exit(int reason)
     w->exiting = a;
     tr__worker_leave(w, tr__worker_fresh_stack(w), true);
     __builtin_unreachable();
+}
+
+int tr_cancel(tr_system *sys, tr_ref ref)
+{
+    if (!sys)
+        return TR_EINVAL;
+    uint8_t kind;
+    struct tr_actor *a = tr__slot_get(&sys->slots, ref, &kind);
+    if (!a)
+        return TR_ENOACTOR;
+    int rc = TR_EINVAL; /* a mailbox's ref, not an actor's */
+    if (kind == TR__SLOT_ACTOR) {
+        atomic_store(&a->cancelled, true); /* seq_cst: before the interrupt's loads */
+        tr__actor_interrupt(a);
+        rc = 0;
+    }
+    tr__ref_put(sys, ref, a, kind);
+    return rc;
+}
+
+bool tr_cancelled(void)
+{
+    tr_actor *a = tr_current();
+    return a && tr__actor_cancelled(a);
 }
 
 tr_actor *tr_current(void)

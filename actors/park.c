@@ -32,9 +32,10 @@ int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
     atomic_store_explicit(&a->gate, 0, memory_order_relaxed);
     atomic_store_explicit(&a->park_kind, kind, memory_order_relaxed);
     atomic_store_explicit(&a->parked, true, memory_order_relaxed);
-    /* Pairs with the acquire in tr__actor_timeout; the publication of the
-     * wait (a lock or a seq_cst store) orders it for other wakers. */
-    atomic_store_explicit(&a->park_token, t, memory_order_release);
+    /* seq_cst: pairs with the acquire in tr__actor_timeout and with
+     * tr__actor_interrupt, which reads the token after setting the
+     * cancel flag that the parker reads after publishing its wait. */
+    atomic_store(&a->park_token, t);
     *token = t;
     return 0;
 }
@@ -106,6 +107,27 @@ void tr__actor_timeout(struct tr_actor *a, uint32_t token)
     }
 }
 
+void tr__actor_interrupt(struct tr_actor *a)
+{
+    /* A receive, or an idle handler actor, is woken as a message would
+     * wake it; if the flag was already 1 its holder runs or wakes it. */
+    if (!atomic_exchange(&a->scheduled, 1)) {
+        tr__actor_wake(a);
+        return;
+    }
+    /* Other waits are claimed by their token.  A park that begins after
+     * our load sees the cancel flag once it has published itself. */
+    for (;;) {
+        uint32_t t = atomic_load(&a->park_token);
+        if ((t & 1) || atomic_load_explicit(&a->park_kind, memory_order_relaxed) == TR__PARK_RECV)
+            return;
+        if (tr__actor_claim(a, t)) {
+            tr__actor_wake(a);
+            return;
+        }
+    }
+}
+
 int tr_recv(tr_msg *out, tr_deadline deadline)
 {
     tr__worker *w = tr__worker_now();
@@ -119,13 +141,16 @@ int tr_recv(tr_msg *out, tr_deadline deadline)
             return 0;
         if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
             return TR_ETIMEDOUT;
+        if (tr__actor_cancelled(a))
+            return TR_ECANCELED;
         uint32_t token;
         int rc = tr__actor_park_begin(a, TR__PARK_RECV, deadline, &token);
         if (rc)
             return rc;
         /* Publish: from here a sender that flips scheduled wakes us. */
         tr__mailbox_owner_idle(&a->mbox, &a->scheduled);
-        if (!tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1)) {
+        if ((!tr__mailbox_empty(&a->mbox) || tr__actor_cancelled(a)) &&
+            !atomic_exchange(&a->scheduled, 1)) {
             tr__actor_park_cancel(a, token);
             continue;
         }
@@ -139,6 +164,8 @@ int tr_yield(void)
     struct tr_actor *a = w ? w->current : NULL;
     if (!a)
         return TR_ECONTEXT;
+    if (tr__actor_cancelled(a))
+        return TR_ECANCELED;
     uint32_t token;
     int rc = tr__actor_park_begin(a, TR__PARK_YIELD, TR_FOREVER, &token);
     if (rc)

@@ -40,8 +40,12 @@
 /* What a slot holds. */
 enum { TR__SLOT_ACTOR = 1, TR__SLOT_MAILBOX = 2 };
 
-/* Why an actor is parked, for whoever times the park out. */
-enum { TR__PARK_NONE = 0, TR__PARK_RECV, TR__PARK_WAIT, TR__PARK_YIELD };
+/*
+ * Why an actor is parked, for whoever ends the park.  A receive (and a
+ * select) is claimed through the `scheduled` flag, like a message
+ * arrival; every other wait through its park token.
+ */
+enum { TR__PARK_NONE = 0, TR__PARK_RECV, TR__PARK_WAIT, TR__PARK_YIELD, TR__PARK_SLEEP };
 
 /* A thief's note of a victim's turn counter, and since when it stood. */
 typedef struct tr__sighting {
@@ -121,8 +125,9 @@ struct tr_actor {
      * enqueues the actor.  See tr__actor_park. */
     atomic_int gate;
     atomic_bool parked;             /* has a saved context to resume */
-    _Atomic uint32_t park_token;    /* even: a wait in progress; odd: claimed */
+    _Atomic uint32_t park_token;    /* even: a wait in progress; odd: none */
     atomic_int park_kind;
+    atomic_bool cancelled;          /* set once by tr_cancel */
 
     tr_handler handler;
     tr_body body;
@@ -183,6 +188,19 @@ int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
                          uint32_t *token);
 void tr__actor_park_switch(struct tr_actor *a);
 void tr__actor_park_cancel(struct tr_actor *a, uint32_t token);
+
+/*
+ * The actor has been cancelled: end whatever wait it is in (or give an
+ * idle handler actor a turn), so that it sees the flag.  Any thread.
+ */
+void tr__actor_interrupt(struct tr_actor *a);
+
+/* True once the actor is cancelled.  seq_cst: a blocking call reads it
+ * after publishing its wait; tr_cancel sets it before interrupting. */
+static inline bool tr__actor_cancelled(struct tr_actor *a)
+{
+    return atomic_load(&a->cancelled);
+}
 
 /* Called by a timer: the park with `token` has reached its deadline. */
 void tr__actor_timeout(struct tr_actor *a, uint32_t token);

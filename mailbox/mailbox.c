@@ -258,15 +258,17 @@ static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
         tr__actor_park_cancel(self, w.token);
         return TR_ENOACTOR;
     }
-    if (has_room(mb) && tr__actor_claim(self, w.token)) {
+    if ((has_room(mb) || tr__actor_cancelled(self)) && tr__actor_claim(self, w.token)) {
         remove_waiter(mb, &w);
         tr__actor_park_cancel(self, w.token);
-        return 0;
+        return tr__actor_cancelled(self) ? TR_ECANCELED : 0;
     }
     tr__actor_park_switch(self);
     remove_waiter(mb, &w);
     if (atomic_load_explicit(&mb->closed, memory_order_acquire))
         return TR_ENOACTOR;
+    if (tr__actor_cancelled(self))
+        return TR_ECANCELED;
     return w.woken ? 0 : TR_ETIMEDOUT;
 }
 

@@ -105,6 +105,11 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
             rc = TR_ETIMEDOUT;
             break;
         }
+        tr_actor *self = tr_current();
+        if (self && tr__actor_cancelled(self)) {
+            rc = TR_ECANCELED;
+            break;
+        }
         if (!hold_across_wait(sys, &hold))
             return TR_ENOACTOR; /* died after our peek: nothing is held */
         if (!counted && hold.kind == TR__SLOT_ACTOR && !tr__worker_now()) {

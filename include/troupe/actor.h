@@ -17,6 +17,7 @@
 #ifndef TROUPE_ACTOR_H
 #define TROUPE_ACTOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,23 @@ TR_API int tr_spawn(tr_system *sys, tr_handler handler,
 /* tr_spawn_loop - start a loop-style actor; as tr_spawn otherwise. */
 TR_API int tr_spawn_loop(tr_system *sys, tr_body body,
                          const tr_spawn_opts *opts, tr_ref *out);
+
+/*
+ * tr_cancel - cancel the actor behind `ref`.  A call it is blocked in
+ * (receive, a send waiting for room, select, sleep) returns TR_ECANCELED
+ * at once, and from then on every call that would have to wait returns
+ * TR_ECANCELED instead, as does tr_yield.  Calls that can complete
+ * without waiting still do, so cleanup code can drain its mailbox and
+ * tell others.  A handler actor ends with reason TR_ECANCELED after its
+ * current message; a loop actor decides itself when to return (see
+ * tr_cancelled).  Cancelling twice is harmless.  Any thread may call it.
+ * Returns 0, TR_EINVAL (NULL system, or the ref of a mailbox) or
+ * TR_ENOACTOR (no such actor, or it has exited).
+ */
+TR_API int tr_cancel(tr_system *sys, tr_ref ref);
+
+/* tr_cancelled - true if the calling actor has been cancelled. */
+TR_API bool tr_cancelled(void);
 
 /* tr_current - the calling actor, or NULL outside an actor. */
 TR_API tr_actor *tr_current(void);
