@@ -61,6 +61,8 @@ void tr__actor_park_cancel(struct tr_actor *a, uint32_t token)
 
 bool tr__actor_claim(struct tr_actor *a, uint32_t token)
 {
+    if (token & 1)
+        return false; /* odd tokens name no wait */
     uint32_t expected = token;
     return atomic_compare_exchange_strong_explicit(
         &a->park_token, &expected, token | 1, memory_order_acq_rel,
@@ -95,7 +97,7 @@ void tr__actor_wake(struct tr_actor *a)
 
 void tr__actor_timeout(struct tr_actor *a, uint32_t token)
 {
-    if (atomic_load_explicit(&a->park_token, memory_order_acquire) != token)
+    if ((token & 1) || atomic_load_explicit(&a->park_token, memory_order_acquire) != token)
         return;
     if (atomic_load_explicit(&a->park_kind, memory_order_relaxed) == TR__PARK_RECV) {
         /* A receive is claimed like a message arrival would claim it; a
