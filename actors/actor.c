@@ -37,7 +37,7 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     if (body && o.stack_size &&
         !(a->stack = tr__stack_new(o.stack_size, sys->cfg.stack_guard)))
         goto free_name;
-    tr__mailbox_init(&a->mbox, sys, ring_size, a);
+    tr__mailbox_init(&a->mbox, sys, ring_size, a, &a->scheduled, TR_ENOACTOR);
     a->handler = handler;
     a->body = body;
     a->state = o.state;
@@ -79,6 +79,7 @@ void tr__actor_finish(struct tr_actor *a)
     tr_system *sys = a->mbox.sys;
     /* `scheduled` stays 1 for good: no sender will queue a dead actor. */
     tr__mailbox_close(&a->mbox);
+    tr__actor_free_mailboxes(a);
     if (tr__slot_kill(&sys->slots, a->mbox.ref))
         tr__actor_destroy(a);
 }
@@ -153,7 +154,7 @@ static void run_turn(struct tr_actor *a)
          * exchange below, so it sees the announcement. */
         tr__worker *w = tr__worker_now();
         atomic_store_explicit(&w->hazard, a->mbox.ref, memory_order_relaxed);
-        tr__mailbox_owner_idle(&a->mbox, &a->scheduled);
+        tr__actor_idle(a);
         bool ours = !tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1);
         if (!ours)
             w->current = NULL;

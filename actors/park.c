@@ -130,36 +130,6 @@ void tr__actor_interrupt(struct tr_actor *a)
     }
 }
 
-int tr_recv(tr_msg *out, tr_deadline deadline)
-{
-    tr__worker *w = tr__worker_now();
-    struct tr_actor *a = w ? w->current : NULL;
-    if (!a)
-        return TR_ECONTEXT;
-    if (!out)
-        return TR_EINVAL;
-    for (;;) {
-        if (tr__mailbox_take(&a->mbox, out))
-            return 0;
-        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
-            return TR_ETIMEDOUT;
-        if (tr__actor_cancelled(a))
-            return TR_ECANCELED;
-        uint32_t token;
-        int rc = tr__actor_park_begin(a, TR__PARK_RECV, deadline, &token);
-        if (rc)
-            return rc;
-        /* Publish: from here a sender that flips scheduled wakes us. */
-        tr__mailbox_owner_idle(&a->mbox, &a->scheduled);
-        if ((!tr__mailbox_empty(&a->mbox) || tr__actor_cancelled(a)) &&
-            !atomic_exchange(&a->scheduled, 1)) {
-            tr__actor_park_cancel(a, token);
-            continue;
-        }
-        tr__actor_park_switch(a);
-    }
-}
-
 int tr_yield(void)
 {
     tr__worker *w = tr__worker_now();

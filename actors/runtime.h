@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../mailbox/deadlock.h"
 #include "../mailbox/mailbox.h"
 #include "inject.h"
 #include "slots.h"
@@ -136,6 +137,8 @@ struct tr_actor {
     tr__stack *stack;               /* held while parked, or dedicated */
     size_t stack_size;              /* dedicated stack size, 0: shared */
     tr__inject_node ready_link;     /* on the system's global queue */
+    struct tr__owned_mailbox *owned; /* mailboxes it made (its own code only) */
+    _Atomic tr_ref waiting_on;      /* the mailbox a send of it waits on */
     int exit_reason;                /* kept for links and monitors (next) */
 };
 
@@ -215,8 +218,44 @@ void tr__hazard_wait(struct tr_system *sys, tr_ref ref);
 /* Destroy an actor whose slot has no borrowers and is dead. */
 void tr__actor_destroy(struct tr_actor *a);
 
-/* Destroy a thread-owned mailbox whose slot has no borrowers and is dead. */
-void tr__thread_mailbox_destroy(struct tr_mailbox *mb);
+/* Destroy a tr_mailbox_new mailbox whose slot has no borrowers and is
+ * dead; the teardown variant leaves its owning actor alone. */
+void tr__owned_mailbox_destroy(struct tr_mailbox *mb);
+void tr__owned_mailbox_teardown(struct tr_mailbox *mb);
+
+/* True if the calling actor or thread owns `mb` (may receive from it). */
+bool tr__mailbox_owned_here(struct tr_mailbox *mb);
+
+/* The actor ends: close and let go of every mailbox it made. */
+void tr__actor_free_mailboxes(struct tr_actor *a);
+
+/*
+ * An owner about to wait lowers its flag (then fences) and wakes a sender
+ * waiting for room in any of its mailboxes: an actor (all it owns) or the
+ * thread owning `mb` (all that thread owns).
+ */
+void tr__actor_idle(struct tr_actor *a);
+void tr__thread_idle(struct tr_mailbox *mb);
+
+/* A thread owner sleeps until its flag is raised or `deadline`. */
+void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline);
+
+/*
+ * Receive from `mb` as its owner (actor or thread): 0, TR_ECLOSED (closed
+ * and drained), TR_ETIMEDOUT, TR_ECANCELED or TR_ENOMEM.
+ */
+int tr__recv(struct tr_mailbox *mb, tr_msg *out, tr_deadline deadline);
+
+/*
+ * Wait as the owner of `mb` until ready(arg) may hold: lower the flag,
+ * call ready once more, and sleep only if it is false.  Returns 0 (look
+ * again), TR_ETIMEDOUT, TR_ECANCELED (an actor owner) or TR_ENOMEM.
+ */
+int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
+                   tr_deadline deadline);
+
+/* The ref of the actor owning the mailbox behind `ref`, or TR_REF_NONE. */
+tr_ref tr__mailbox_owner_ref(struct tr_system *sys, tr_ref ref);
 
 /* Drop every actor wait from a thread mailbox's list (teardown). */
 void tr__mailbox_forget_actor_waiters(struct tr_mailbox *mb);

@@ -261,7 +261,7 @@ static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
         TR_TSAN_RELEASE(&w->runq);
         if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
             if (wake || !was_empty) {
-                atomic_thread_fence(memory_order_seq_cst);
+                tr__fence();
                 maybe_wake(sys);
             }
             return;

@@ -103,13 +103,23 @@ unsigned tr_system_workers(const tr_system *sys)
     return sys ? sys->nworkers : 0;
 }
 
+/* Mailboxes of actors close with them; a thread keeps its own until it
+ * frees them, but no parked actor may stay on their wait lists. */
 static void close_one(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
-    if (kind == TR__SLOT_ACTOR)
-        tr__mailbox_close(&((struct tr_actor *)obj)->mbox);
+    struct tr_mailbox *mb = kind == TR__SLOT_ACTOR ? &((struct tr_actor *)obj)->mbox : obj;
+    if (mb->owner)
+        tr__mailbox_close(mb);
     else
-        tr__mailbox_forget_actor_waiters(obj);
+        tr__mailbox_forget_actor_waiters(mb);
+}
+
+static void destroy_actor_mailbox(void *obj, uint8_t kind, void *arg)
+{
+    (void)arg;
+    if (kind == TR__SLOT_MAILBOX && ((struct tr_mailbox *)obj)->owner)
+        tr__owned_mailbox_teardown(obj);
 }
 
 static void destroy_actor(void *obj, uint8_t kind, void *arg)
@@ -123,7 +133,7 @@ static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
     if (kind == TR__SLOT_MAILBOX)
-        tr__thread_mailbox_destroy(obj);
+        tr__owned_mailbox_destroy(obj);
 }
 
 /* Every worker has ended: destroy every actor, whatever its state. */
@@ -136,6 +146,7 @@ static void destroy_actors(tr_system *sys)
     tr__slots_each(&sys->slots, close_one, NULL);
     while (atomic_load(&sys->foreign_waiters))
         sched_yield();
+    tr__slots_each(&sys->slots, destroy_actor_mailbox, NULL);
     tr__slots_each(&sys->slots, destroy_actor, NULL);
     tr__inject_init(&sys->global);
 }

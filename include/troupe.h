@@ -14,5 +14,6 @@
 #include "troupe/system.h"
 #include "troupe/actor.h"
 #include "troupe/mailbox.h"
+#include "troupe/select.h"
 
 #endif

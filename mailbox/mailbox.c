@@ -29,13 +29,15 @@ uint32_t tr__mailbox_ring_size(const struct tr_system *sys, uint32_t capacity)
 }
 
 void tr__mailbox_init(struct tr_mailbox *mb, struct tr_system *sys,
-                      uint32_t ring_size, struct tr_actor *owner)
+                      uint32_t ring_size, struct tr_actor *owner,
+                      _Atomic uint32_t *flag, int closed_error)
 {
     memset(mb, 0, sizeof *mb);
     mb->ring_size = ring_size;
     mb->sys = sys;
     mb->owner = owner;
-    atomic_init(&mb->signalled, 1);
+    mb->flag = flag;
+    mb->closed_error = closed_error;
 }
 
 /* The first sender allocates the ring; a loser of the race frees its own. */
@@ -86,22 +88,28 @@ int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg)
 static bool owner_needs_flag(_Atomic uint32_t *flag)
 {
     if (atomic_load_explicit(flag, memory_order_relaxed)) {
-        atomic_thread_fence(memory_order_seq_cst); /* pairs with owner_idle */
+        tr__fence(); /* pairs with owner_idle */
         if (atomic_load_explicit(flag, memory_order_relaxed))
             return false;
     }
     return !atomic_exchange(flag, 1);
 }
 
+/* The flag is up now; whoever raised it wakes the owner. */
+static void owner_wake(_Atomic uint32_t *flag, struct tr_actor *actor)
+{
+    if (actor)
+        tr__actor_wake(actor);
+    else
+        tr__futex_wake(flag, 1);
+}
+
 void tr__mailbox_notify(struct tr_mailbox *mb)
 {
-    if (mb->owner) {
-        if (owner_needs_flag(&mb->owner->scheduled))
-            tr__actor_wake(mb->owner);
-    } else if (owner_needs_flag(&mb->signalled)) {
-        tr__futex_wake(&mb->signalled, 1);
-    }
+    if (owner_needs_flag(mb->flag))
+        owner_wake(mb->flag, mb->owner);
 }
+
 
 /* Take `w` off the wait list; the caller holds wait_lock. */
 static void unlink_waiter(struct tr_mailbox *mb, tr__waiter *w)
@@ -121,12 +129,23 @@ static void unlink_waiter(struct tr_mailbox *mb, tr__waiter *w)
 static void wake_one_sender(struct tr_mailbox *mb)
 {
     struct tr_actor *actor = NULL;
-    _Atomic uint32_t *word = NULL;
+    _Atomic uint32_t *word = NULL, *flag = NULL;
 
     tr__spin_lock(&mb->wait_lock);
     tr__waiter *w;
     while ((w = mb->wait_head) != NULL) {
         unlink_waiter(mb, w);
+        if (w->flag) {
+            /* A select: it looks at every case again once woken.  The
+             * flag may be a word on a thread's stack, which is gone once
+             * it has left the list: raise it under the lock. */
+            w->woken = true;
+            if (!atomic_exchange(w->flag, 1)) {
+                flag = w->flag;
+                actor = w->actor;
+            }
+            break;
+        }
         if (!w->actor) {
             w->woken = true;
             word = &w->word;
@@ -137,12 +156,15 @@ static void wake_one_sender(struct tr_mailbox *mb)
         if (tr__actor_claim(w->actor, w->token)) {
             w->woken = true;
             actor = w->actor;
+            tr__deadlock_leave(actor); /* it waits no more: no false cycle */
             break;
         }
     }
     tr__spin_unlock(&mb->wait_lock);
 
-    if (actor)
+    if (flag)
+        owner_wake(flag, actor); /* a futex wake is harmless if it left */
+    else if (actor)
         tr__actor_wake(actor);
     else if (word)
         tr__futex_wake(word, 1); /* harmless if the thread already left */
@@ -176,10 +198,16 @@ bool tr__mailbox_empty(struct tr_mailbox *mb)
     return !rb || ck_ring_size(&rb->ring) == 0;
 }
 
-static bool has_room(struct tr_mailbox *mb)
+bool tr__mailbox_has_room(struct tr_mailbox *mb)
 {
     tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
     return !rb || ck_ring_size(&rb->ring) < mb->ring_size - 1;
+}
+
+bool tr__mailbox_drained(struct tr_mailbox *mb)
+{
+    /* Acquire: pairs with the close; a message sent before it is seen. */
+    return atomic_load_explicit(&mb->closed, memory_order_acquire) && tr__mailbox_empty(mb);
 }
 
 /*
@@ -190,7 +218,7 @@ static bool has_room(struct tr_mailbox *mb)
  * the room (docs/mailbox.md).  tr__mailbox_take only peeks at nwaiters;
  * this is the check that counts.
  */
-static void check_waiters(struct tr_mailbox *mb)
+void tr__mailbox_check_waiters(struct tr_mailbox *mb)
 {
     if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
         wake_one_sender(mb);
@@ -202,22 +230,21 @@ void tr__mailbox_sync_waiters(struct tr_mailbox *mb)
      * can wait for half the ring: the takes that follow look for it, and
      * owner_idle at the latest finds it. */
     tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
-    atomic_thread_fence(memory_order_seq_cst);
+    tr__fence();
     if (rb && room_for_a_burst(rb, mb))
-        check_waiters(mb);
+        tr__mailbox_check_waiters(mb);
 }
 
-void tr__mailbox_owner_idle(struct tr_mailbox *mb, _Atomic uint32_t *flag)
+void tr__mailbox_owner_idle(struct tr_mailbox *mb)
 {
     /* seq_cst, as the sender's exchange: the chain of exchanges is also
      * what hands the actor (and this worker's hazard) to its next runner. */
-    atomic_exchange(flag, 0);
+    atomic_exchange(mb->flag, 0);
     tr__fence_after_rmw(); /* pairs with owner_needs_flag and add_waiter */
-    check_waiters(mb);
+    tr__mailbox_check_waiters(mb);
 }
 
-/* Append a waiter; false if the mailbox is closed. */
-static bool add_waiter(struct tr_mailbox *mb, tr__waiter *w)
+bool tr__mailbox_add_waiter(struct tr_mailbox *mb, tr__waiter *w)
 {
     tr__spin_lock(&mb->wait_lock);
     if (atomic_load_explicit(&mb->closed, memory_order_relaxed)) {
@@ -234,7 +261,7 @@ static bool add_waiter(struct tr_mailbox *mb, tr__waiter *w)
     w->listed = true;
     atomic_fetch_add(&mb->nwaiters, 1);
     tr__spin_unlock(&mb->wait_lock);
-    tr__fence_after_rmw(); /* pairs with check_waiters' callers */
+    tr__fence_after_rmw(); /* pairs with tr__mailbox_check_waiters' callers */
     return true;
 }
 
@@ -247,6 +274,14 @@ static void remove_waiter(struct tr_mailbox *mb, tr__waiter *w)
     tr__spin_unlock(&mb->wait_lock);
 }
 
+void tr__mailbox_remove_waiter(struct tr_mailbox *mb, tr__waiter *w, bool used)
+{
+    remove_waiter(mb, w);
+    /* The receiver woke us instead of a plain sender; we did not send. */
+    if (w->woken && !used && tr__mailbox_has_room(mb))
+        tr__mailbox_check_waiters(mb);
+}
+
 static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
                            tr_deadline deadline)
 {
@@ -254,21 +289,27 @@ static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
     int rc = tr__actor_park_begin(self, TR__PARK_WAIT, deadline, &w.token);
     if (rc)
         return rc;
-    if (!add_waiter(mb, &w)) {
+    if (!tr__mailbox_add_waiter(mb, &w)) {
         tr__actor_park_cancel(self, w.token);
-        return TR_ENOACTOR;
+        return mb->closed_error;
     }
-    if ((has_room(mb) || tr__actor_cancelled(self)) && tr__actor_claim(self, w.token)) {
-        remove_waiter(mb, &w);
+    /* Published: now look for a cycle, room or a cancel.  Each of them
+     * is seen here or by whoever makes it happen after our wait. */
+    rc = tr__deadlock_enter(self, mb) ? TR_EDEADLK : 0;
+    bool ours = (rc || tr__mailbox_has_room(mb) || tr__actor_cancelled(self)) &&
+                tr__actor_claim(self, w.token);
+    if (ours)
         tr__actor_park_cancel(self, w.token);
-        return tr__actor_cancelled(self) ? TR_ECANCELED : 0;
-    }
-    tr__actor_park_switch(self);
+    else
+        tr__actor_park_switch(self);
+    tr__deadlock_leave(self);
     remove_waiter(mb, &w);
     if (atomic_load_explicit(&mb->closed, memory_order_acquire))
-        return TR_ENOACTOR;
+        return mb->closed_error;
     if (tr__actor_cancelled(self))
         return TR_ECANCELED;
+    if (ours)
+        return rc; /* 0: room, try again; or the cycle */
     return w.woken ? 0 : TR_ETIMEDOUT;
 }
 
@@ -277,9 +318,9 @@ static int wait_room_thread(struct tr_mailbox *mb, tr_deadline deadline)
     tr__waiter w = {.actor = NULL};
     int rc = 0;
 
-    if (!add_waiter(mb, &w))
-        return TR_ENOACTOR;
-    while (!has_room(mb) && !atomic_load_explicit(&w.word, memory_order_acquire)) {
+    if (!tr__mailbox_add_waiter(mb, &w))
+        return mb->closed_error;
+    while (!tr__mailbox_has_room(mb) && !atomic_load_explicit(&w.word, memory_order_acquire)) {
         if (tr__futex_wait(&w.word, 0, deadline) == TR_ETIMEDOUT) {
             rc = TR_ETIMEDOUT;
             break;
@@ -290,7 +331,7 @@ static int wait_room_thread(struct tr_mailbox *mb, tr_deadline deadline)
     if (w.woken)
         rc = 0;
     if (atomic_load_explicit(&mb->closed, memory_order_acquire))
-        rc = TR_ENOACTOR;
+        rc = mb->closed_error;
     return rc;
 }
 

@@ -7,10 +7,11 @@
  * an actor that has never been sent anything costs no ring memory.
  *
  * Protocol (docs/mailbox.md tells it in full):
- *   - Sender: enqueue, then tell the owner (tr__mailbox_notify): an actor
- *     owner is scheduled by whichever sender flips its `scheduled` flag
- *     from 0 to 1; a thread owner is woken by whichever sender flips its
- *     `signalled` word from 0 to 1.
+ *   - Sender: enqueue, then tell the owner (tr__mailbox_notify) through
+ *     its flag: an actor owner is scheduled by whichever sender flips its
+ *     `scheduled` flag from 0 to 1; a thread owner is woken by whichever
+ *     sender flips its word from 0 to 1.  All the mailboxes of one owner
+ *     share its flag, so one wait covers them all (select).
  *   - Full ring: the sender registers a waiter (nwaiters++ and a seq_cst
  *     fence), looks at the ring once more, and only then parks.  The
  *     receiver, after it frees room, fences and looks at nwaiters and
@@ -32,6 +33,7 @@
 
 struct tr_actor;
 struct tr_system;
+typedef struct tr__owned_mailbox tr__owned_mailbox;
 
 CK_RING_PROTOTYPE(tr_msg, tr_msg)
 
@@ -40,12 +42,20 @@ typedef struct tr__ringbuf {
     struct tr_msg slots[];
 } tr__ringbuf;
 
-/* A sender parked until a mailbox has room (lives on the sender's stack). */
+/*
+ * A sender waiting until a mailbox has room (lives on the waiter's stack).
+ * Three kinds, told apart by how they are woken:
+ *   - an actor parked in a send: its park is claimed by `token`;
+ *   - a thread blocked in a send: `word` goes to 1 and is futex-woken;
+ *   - a select (actor or thread) with a send case: its owner flag
+ *     (`flag`) is raised, as a message arrival would raise it.
+ */
 typedef struct tr__waiter {
     struct tr__waiter *next, *prev;
-    struct tr_actor *actor;    /* NULL: a thread, woken through `word` */
-    uint32_t token;            /* the actor's park token for this wait */
-    _Atomic uint32_t word;     /* thread waiters: 1 once woken */
+    struct tr_actor *actor;    /* the waiting actor; NULL: a thread */
+    _Atomic uint32_t *flag;    /* select waiters: the flag to raise */
+    uint32_t token;            /* actor send waiters: the park token */
+    _Atomic uint32_t word;     /* thread send waiters: 1 once woken */
     bool listed;               /* on the list (under the mailbox lock) */
     bool woken;                /* taken off the list by a receiver */
 } tr__waiter;
@@ -53,11 +63,15 @@ typedef struct tr__waiter {
 struct tr_mailbox {
     _Atomic(tr__ringbuf *) rb;   /* NULL until the first send */
     uint32_t ring_size;          /* power of two; holds ring_size - 1 */
-    atomic_bool closed;          /* set once, when the owner goes away */
+    atomic_bool closed;          /* no more sends; set once */
+    int closed_error;            /* what senders then get */
     tr_ref ref;
     struct tr_system *sys;
     struct tr_actor *owner;      /* NULL: owned by a thread */
-    _Atomic uint32_t signalled;  /* thread owners: 0 while asleep */
+    /* The owner's "I will look at my mailboxes again" flag, 0 while it
+     * sleeps: the owning actor's `scheduled`, or the owning thread's
+     * word, shared by all the mailboxes of that owner. */
+    _Atomic uint32_t *flag;
     atomic_uint nwaiters;        /* senders on the wait list */
     tr__spin wait_lock;          /* guards the wait list */
     tr__waiter *wait_head, *wait_tail;
@@ -66,8 +80,13 @@ struct tr_mailbox {
 /* Ring size for a requested capacity (0: the system default); 0 if invalid. */
 uint32_t tr__mailbox_ring_size(const struct tr_system *sys, uint32_t capacity);
 
+/*
+ * Set up an empty mailbox of `owner` (an actor, or NULL for a thread)
+ * whose flag is `flag`; `closed_error` is what sends get once it closes.
+ */
 void tr__mailbox_init(struct tr_mailbox *mb, struct tr_system *sys,
-                      uint32_t ring_size, struct tr_actor *owner);
+                      uint32_t ring_size, struct tr_actor *owner,
+                      _Atomic uint32_t *flag, int closed_error);
 
 /* Enqueue; 0, TR_EFULL or TR_ENOMEM (first send could not get a ring). */
 int tr__mailbox_put(struct tr_mailbox *mb, const tr_msg *msg);
@@ -77,12 +96,34 @@ void tr__mailbox_notify(struct tr_mailbox *mb);
 
 /*
  * Owner side of tr__mailbox_notify, before it stops: clear the owner's
- * flag (an actor's `scheduled`, a thread mailbox's `signalled`), then
+ * flag (mb->flag), then
  * wake a sender waiting for room, if any; then take a last look at the
  * ring.  A message that the look misses is sure to find the flag at 0,
  * so its sender schedules or wakes the owner.
  */
-void tr__mailbox_owner_idle(struct tr_mailbox *mb, _Atomic uint32_t *flag);
+void tr__mailbox_owner_idle(struct tr_mailbox *mb);
+
+/*
+ * A waiting owner's check, after a seq_cst fence of its own (the one in
+ * tr__mailbox_owner_idle or after lowering its flag): wake one sender
+ * waiting for room in `mb`, if any.
+ */
+void tr__mailbox_check_waiters(struct tr_mailbox *mb);
+
+/* True if the mailbox is closed and nothing is left to take. */
+bool tr__mailbox_drained(struct tr_mailbox *mb);
+
+/* True if a send would find room (a hint: other senders race). */
+bool tr__mailbox_has_room(struct tr_mailbox *mb);
+
+/*
+ * The wait list, for select: add a waiter (false if the mailbox is
+ * closed) and take it off again.  A select waiter that a receiver woke
+ * but whose send case did not fire passes the wake on when removed, so
+ * that no plain sender is left waiting beside free room.
+ */
+bool tr__mailbox_add_waiter(struct tr_mailbox *mb, tr__waiter *w);
+void tr__mailbox_remove_waiter(struct tr_mailbox *mb, tr__waiter *w, bool used);
 
 /* Dequeue (owner only); false if empty.  Wakes a sender that waits. */
 bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out);
@@ -100,11 +141,13 @@ void tr__mailbox_sync_waiters(struct tr_mailbox *mb);
 
 /*
  * Sender side: wait for room until `deadline` (actor: park; thread:
- * block).  Returns 0 (try again), TR_ETIMEDOUT, or TR_ENOACTOR (closed).
+ * block).  Returns 0 (try again), TR_ETIMEDOUT, TR_ECANCELED, TR_EDEADLK
+ * (an actor whose wait would close a cycle of full mailboxes), or the
+ * mailbox's closed_error.
  */
 int tr__mailbox_wait_room(struct tr_mailbox *mb, tr_deadline deadline);
 
-/* Refuse further waits and wake every waiting sender (owner goes away). */
+/* Refuse further sends and wake every waiting sender. */
 void tr__mailbox_close(struct tr_mailbox *mb);
 
 /* Release every queued message and free the ring (no senders remain). */

@@ -8,7 +8,19 @@ void tr__ref_put(tr_system *sys, tr_ref ref, void *obj, uint8_t kind)
     if (kind == TR__SLOT_ACTOR)
         tr__actor_destroy(obj);
     else
-        tr__thread_mailbox_destroy(obj);
+        tr__owned_mailbox_destroy(obj);
+}
+
+tr_ref tr__mailbox_owner_ref(tr_system *sys, tr_ref ref)
+{
+    void *obj;
+    uint8_t kind;
+    struct tr_mailbox *mb = tr__mailbox_borrow(sys, ref, &obj, &kind);
+    if (!mb)
+        return TR_REF_NONE;
+    tr_ref owner = mb->owner ? mb->owner->mbox.ref : TR_REF_NONE;
+    tr__ref_put(sys, ref, obj, kind);
+    return owner;
 }
 
 struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
@@ -89,13 +101,13 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     if (!mb)
         return TR_ENOACTOR;
 
-    /* A thread that waits on an actor is counted until it has dropped its
-     * borrow, so that shutdown does not destroy the actor under it. */
+    /* A thread that waits on an actor's mailbox is counted until it has
+     * dropped its borrow, so that shutdown does not destroy it under it. */
     bool counted = false;
     int rc;
     for (;;) {
         if (atomic_load_explicit(&mb->closed, memory_order_relaxed)) {
-            rc = TR_ENOACTOR;
+            rc = mb->closed_error;
             break;
         }
         rc = tr__mailbox_put(mb, &m);
@@ -112,7 +124,7 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
         }
         if (!hold_across_wait(sys, &hold))
             return TR_ENOACTOR; /* died after our peek: nothing is held */
-        if (!counted && hold.kind == TR__SLOT_ACTOR && !tr__worker_now()) {
+        if (!counted && mb->owner && !tr__worker_now()) {
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
         }
