@@ -139,6 +139,7 @@ struct tr_actor {
     tr__inject_node ready_link;     /* on the system's global queue */
     struct tr__owned_mailbox *owned; /* mailboxes it made (its own code only) */
     _Atomic tr_ref waiting_on;      /* the mailbox a send of it waits on */
+    uint32_t select_next;           /* where its next tr_select starts looking */
     int exit_reason;                /* kept for links and monitors (next) */
 };
 
@@ -223,8 +224,10 @@ void tr__actor_destroy(struct tr_actor *a);
 void tr__owned_mailbox_destroy(struct tr_mailbox *mb);
 void tr__owned_mailbox_teardown(struct tr_mailbox *mb);
 
-/* True if the calling actor or thread owns `mb` (may receive from it). */
+/* True if the calling actor or thread owns `mb` (may receive from it);
+ * the _by form for a caller that knows its actor (`self`, NULL: none). */
 bool tr__mailbox_owned_here(struct tr_mailbox *mb);
+bool tr__mailbox_owned_by(struct tr_mailbox *mb, struct tr_actor *self);
 
 /* The actor ends: close and let go of every mailbox it made. */
 void tr__actor_free_mailboxes(struct tr_actor *a);

@@ -28,8 +28,6 @@
 
 /* How often a worker looks at the global list before its own queue. */
 #define GLOBAL_CHECK_INTERVAL 61
-/* Actors a worker moves from the global list to its own queue at once. */
-#define GLOBAL_BATCH 15
 /* A queue this long is stolen from even while its owner keeps going. */
 #define STEAL_BACKLOG 32
 /* A turn this long (ns) lets a thief take what waits behind it. */
@@ -170,26 +168,19 @@ static struct tr_actor *actor_of(tr__inject_node *n)
 }
 
 /*
- * Take one actor from the global queue, and a few more into our run
- * queue where other workers can steal them: one try-lock for several
- * actors, and a thread that feeds many actors is served in batches.
+ * Take one actor from the global queue.  Only one: moving a batch into
+ * our own queue hid it from idle workers (thieves leave short queues
+ * alone) and made spawning a million actors slower, for no gain when
+ * one thread feeds many actors.
  */
 static struct tr_actor *global_pop(tr__worker *w)
 {
     tr__inject *q = &w->sys->global;
     if (!tr__inject_nonempty(q) || !tr__inject_begin(q))
         return NULL;
-    struct tr_actor *first = actor_of(tr__inject_take(q));
-    for (unsigned i = 0; first && i < GLOBAL_BATCH &&
-                         ck_ring_size(&w->runq) < TR__RUNQ_SIZE / 2; i++) {
-        struct tr_actor *more = actor_of(tr__inject_take(q));
-        if (!more)
-            break;
-        TR_TSAN_RELEASE(&w->runq);
-        ck_ring_enqueue_spmc(&w->runq, w->runq_buf, more); /* room: checked */
-    }
+    struct tr_actor *a = actor_of(tr__inject_take(q));
     tr__inject_end(q);
-    return first;
+    return a;
 }
 
 static struct tr_actor *runq_pop(tr__worker *w)

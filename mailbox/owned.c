@@ -68,11 +68,16 @@ static tr__owned_mailbox **owner_list(struct tr_mailbox *mb)
     return mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
 }
 
-bool tr__mailbox_owned_here(struct tr_mailbox *mb)
+bool tr__mailbox_owned_by(struct tr_mailbox *mb, struct tr_actor *self)
 {
     if (mb->owner)
-        return tr_current() == mb->owner;
-    return outer(mb)->thread == tls_owner;
+        return self == mb->owner;
+    return !self && outer(mb)->thread == tls_owner;
+}
+
+bool tr__mailbox_owned_here(struct tr_mailbox *mb)
+{
+    return tr__mailbox_owned_by(mb, tr_current());
 }
 
 int tr_mailbox_new(tr_system *sys, uint32_t capacity, tr_mailbox **out)

@@ -1,13 +1,12 @@
 /*
  * select.c - tr_select: wait on several mailboxes, fire exactly one case.
  *
- * A round looks at every case without changing anything (a receive is
- * ready when its mailbox holds a message or is closed and drained; a send
- * when its target has room, is closed or is gone), picks one ready case
- * (at random, or the first one when biased) and carries it out.  Only
- * the owner takes from its mailboxes, so a ready receive cannot be taken
- * from under us; a send can lose its room to another sender, and then the
- * round picks again among the rest.
+ * A round looks at the cases in rotation (a receive is ready when its
+ * mailbox holds a message or is closed and drained; a send when its
+ * target has room, is closed or is gone) and carries out the first ready
+ * one.  Only the owner takes from its mailboxes, so a ready receive
+ * cannot be taken from under us; a send can lose its room to another
+ * sender, and then the round goes on to the next case.
  *
  * When nothing is ready, the caller waits as the owner of its mailboxes
  * (recv.c): a message to any of them raises the owner's flag.  For send
@@ -26,16 +25,15 @@ typedef struct selection {
     struct tr_mailbox *recv_mb[TR_SELECT_MAX];  /* receive cases' mailboxes */
 } selection;
 
-/* A number for picking among ready cases; quality hardly matters. */
-static uint64_t next_random(void)
+/*
+ * Where the caller's next select starts looking: just after the case that
+ * fired last time.  An actor keeps it with itself (it may move between
+ * threads), a thread in a thread-local.
+ */
+static uint32_t *rotation(tr_actor *self)
 {
-    static __thread uint64_t state;
-    if (!state)
-        state = (uint64_t)tr_now() ^ (uint64_t)(uintptr_t)&state;
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
+    static __thread uint32_t thread_next;
+    return self ? &self->select_next : &thread_next;
 }
 
 /* Whether a send to `to` would go ahead now; 0 if it is not ready. */
@@ -72,28 +70,22 @@ static bool fire(selection *s, size_t i)
     return c->rc != TR_EFULL;
 }
 
-/* One round: the index of the case that fired, or -1 if none was ready. */
-static int try_round(selection *s, bool biased)
+/*
+ * One round: the index of the case that fired, or -1 if none was ready.
+ * Cases are looked at in rotation from `start` (biased: from 0) and the
+ * first ready one fires, so with k cases ready each fires once every k
+ * selects and none waits behind a busy one; and a round stops at the
+ * first ready case instead of reading every mailbox (other cores keep
+ * writing to them, so each look can be a cache miss).
+ */
+static int try_round(selection *s, size_t start)
 {
-    uint64_t skip = 0; /* sends that lost their room this round */
-    for (;;) {
-        size_t chosen = s->n, nready = 0;
-        for (size_t i = 0; i < s->n; i++) {
-            if ((skip >> i & 1) || !case_ready(s, i))
-                continue;
-            /* Reservoir sampling: the k-th ready case replaces the choice
-             * with chance 1/k, so each ready case ends up with 1/nready. */
-            if (biased ? chosen == s->n : next_random() % ++nready == 0)
-                chosen = i;
-            if (biased)
-                break;
-        }
-        if (chosen == s->n)
-            return -1;
-        if (fire(s, chosen))
-            return (int)chosen;
-        skip |= 1ull << chosen;
+    for (size_t k = 0; k < s->n; k++) {
+        size_t i = (start + k) % s->n;
+        if (case_ready(s, i) && fire(s, i))
+            return (int)i;
     }
+    return -1;
 }
 
 static bool any_ready(void *arg)
@@ -172,7 +164,7 @@ static int prepare(selection *s, tr_actor *self, struct tr_mailbox **owner_mb)
             return TR_EINVAL;
         if (!mb)
             mb = &self->mbox;
-        else if (!tr__mailbox_owned_here(mb))
+        else if (!tr__mailbox_owned_by(mb, self))
             return TR_ECONTEXT;
         if (mb->sys != s->sys)
             return TR_EINVAL;
@@ -200,10 +192,13 @@ int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
     _Atomic uint32_t word = 0; /* for a thread that owns none of the mailboxes */
     _Atomic uint32_t *flag = owner_mb ? owner_mb->flag : &word;
     send_wait sw[TR_SELECT_MAX];
+    uint32_t *next = rotation(self);
     for (;;) {
-        int fired = try_round(&s, flags & TR_SELECT_BIASED);
-        if (fired >= 0)
+        int fired = try_round(&s, (flags & TR_SELECT_BIASED) ? 0 : *next % ncases);
+        if (fired >= 0) {
+            *next = (uint32_t)fired + 1;
             return fired;
+        }
         if (!join_send_waits(&s, sw, flag, self)) {
             leave_send_waits(&s, sw);
             continue;

@@ -6,11 +6,15 @@
  * message to a mailbox that has room (Go's select, with send cases).  It
  * also ends on its deadline and, in an actor, on cancellation.
  *
- * Fairness: when several cases are ready, each of them is picked with
- * equal chance, so a busy mailbox never starves a quiet one.  With
- * TR_SELECT_BIASED the first ready case in the order given is picked
- * (tokio's `select! { biased; ... }`), for priorities such as a control
- * mailbox before a data mailbox.
+ * Fairness: in rotation.  Each select starts looking just after the case
+ * that fired in the caller's previous select (an actor's or a thread's
+ * own rotation) and fires the first ready one, so when k cases stay ready
+ * each fires once every k selects, and a busy mailbox never starves a
+ * quiet one.  (Rotation rather than a random pick: it stops at the first
+ * ready case instead of reading every mailbox.)  With TR_SELECT_BIASED
+ * the first ready case in the order given fires (tokio's
+ * `select! { biased; ... }`), for priorities such as a control mailbox
+ * before a data mailbox.
  *
  * Cancellation safety: only the case that fired did anything.  A receive
  * case that did not fire took no message; a send case that did not fire

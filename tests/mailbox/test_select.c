@@ -167,7 +167,7 @@ static void fill(tr_system *sys, tr_mailbox *mb, int n, uint64_t tag)
     }
 }
 
-static void test_select_picks_ready_cases_with_equal_chance_or_in_order_when_biased(void **state)
+static void test_select_takes_ready_cases_in_rotation_or_in_order_when_biased(void **state)
 {
     (void)state;
     tr_system *sys = test_system(1);
@@ -179,8 +179,9 @@ static void test_select_picks_ready_cases_with_equal_chance_or_in_order_when_bia
         fill(sys, mb[i], EACH * N / 2, (uint64_t)i);
         cs[i] = (tr_select_case){.op = TR_SELECT_RECV, .mailbox = mb[i]};
     }
-    /* All four stay ready for the first EACH*N/2 selects. */
-    int picks[N] = {0};
+    /* All four stay ready for the first EACH*N/2 selects: in rotation,
+     * each fires once every four. */
+    int picks[N] = {0}, last = -1;
     uint64_t next[N] = {0};
     for (int k = 0; k < EACH * N / 2; k++) {
         int r = tr_select(sys, cs, N, 0, TR_NOW);
@@ -188,11 +189,28 @@ static void test_select_picks_ready_cases_with_equal_chance_or_in_order_when_bia
         assert_int_equal(cs[r].rc, 0);
         assert_int_equal(cs[r].msg.tag, (uint64_t)r);
         assert_int_equal(cs[r].msg.a, next[r]++); /* each mailbox in order, none skipped */
+        if (last >= 0)
+            assert_int_equal(r, (last + 1) % N);
+        last = r;
         picks[r]++;
     }
-    /* 2000 picks over 4: each expects 500; 350 is far outside chance. */
     for (int i = 0; i < N; i++)
-        assert_true(picks[i] > 350 && picks[i] < 650);
+        assert_int_equal(picks[i], EACH / 2);
+    /* Only the first and the last ready: they take turns, the busy one
+     * does not starve the other. */
+    tr_mailbox *only[2] = {mb[1], mb[2]};
+    for (int j = 0; j < 2; j++) {
+        tr_msg m;
+        while (tr_mailbox_recv(only[j], &m, TR_NOW) == 0)
+            next[j + 1]++;
+    }
+    for (int k = 0; k < 200; k++) {
+        int r = tr_select(sys, cs, N, 0, TR_NOW);
+        assert_true(r == 0 || r == N - 1);
+        assert_int_equal(cs[r].msg.a, next[r]++);
+        assert_true(r != last);
+        last = r;
+    }
     /* Biased: the first ready case always wins. */
     for (int k = 0; k < 100; k++) {
         int r = tr_select(sys, cs, N, TR_SELECT_BIASED, TR_NOW);
@@ -492,7 +510,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_actor_owns_more_mailboxes_and_they_close_when_it_exits),
         cmocka_unit_test(test_close_drains_then_eclosed_and_wakes_parked_senders),
-        cmocka_unit_test(test_select_picks_ready_cases_with_equal_chance_or_in_order_when_biased),
+        cmocka_unit_test(test_select_takes_ready_cases_in_rotation_or_in_order_when_biased),
         cmocka_unit_test(test_select_times_out_and_takes_nothing),
         cmocka_unit_test(test_select_send_case_fires_when_room_appears_and_unpicked_sends_nothing),
         cmocka_unit_test(test_select_rejects_bad_cases),
