@@ -24,10 +24,13 @@ int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
     if (!tr__worker_reserve_stack(w))
         return TR_ENOMEM;
     uint32_t t = (atomic_load_explicit(&a->park_token, memory_order_relaxed) | 1) + 1;
+    a->park_timer = NULL;
     if (deadline != TR_FOREVER) {
-        int rc = tr__timers_add(w->sys, &w->timers, deadline, a, a->mbox.ref, t);
+        int rc = tr__timers_add_handle(w->sys, &w->timers, deadline, a, a->mbox.ref,
+                                       t, &a->park_timer);
         if (rc)
             return rc;
+        a->park_timer_home = w;
     }
     atomic_store_explicit(&a->gate, 0, memory_order_relaxed);
     atomic_store_explicit(&a->park_kind, kind, memory_order_relaxed);
@@ -38,6 +41,20 @@ int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
     atomic_store(&a->park_token, t);
     *token = t;
     return 0;
+}
+
+/*
+ * The park has ended before its deadline, or will not start: take its
+ * timer back, which returns the timer's borrow of the actor now instead
+ * of at the deadline.  Only the worker whose wheel holds it may; a park
+ * that resumed elsewhere leaves it to fire, which then does nothing.
+ */
+static void drop_timer(struct tr_actor *a, uint32_t token)
+{
+    tr__worker *w = tr__worker_now();
+    if (a->park_timer && a->park_timer_home == w)
+        tr__timers_cancel(w->sys, &w->timers, a->park_timer, a, token);
+    a->park_timer = NULL;
 }
 
 void tr__actor_park_switch(struct tr_actor *a)
@@ -51,12 +68,14 @@ void tr__actor_park_switch(struct tr_actor *a)
     tr__worker_leave(w, next, false);
     /* Resumed, perhaps on another worker, which set current for us. */
     atomic_store_explicit(&a->park_token, token | 1, memory_order_relaxed);
+    drop_timer(a, token);
 }
 
 void tr__actor_park_cancel(struct tr_actor *a, uint32_t token)
 {
     atomic_store_explicit(&a->park_token, token | 1, memory_order_relaxed);
     atomic_store_explicit(&a->parked, false, memory_order_relaxed);
+    drop_timer(a, token);
 }
 
 bool tr__actor_claim(struct tr_actor *a, uint32_t token)

@@ -140,6 +140,8 @@ struct tr_actor {
     struct tr__owned_mailbox *owned; /* mailboxes it made (its own code only) */
     _Atomic tr_ref waiting_on;      /* the mailbox a send of it waits on */
     uint32_t select_next;           /* where its next tr_select starts looking */
+    struct tr__timer *park_timer;   /* the current park's deadline, or NULL */
+    struct tr__worker *park_timer_home; /* whose wheel holds it */
     int exit_reason;                /* kept for links and monitors (next) */
 };
 

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "runtime.h" /* the worker's timers, for one test */
 #include "support.h"
 
 /* ---- ping-pong: two handler actors bounce a counter ----------------- */
@@ -161,6 +162,38 @@ static void test_recv_with_deadline_times_out_and_consumes_nothing(void **state)
     assert_true((int64_t)r.b >= 30 * 1000000LL);
     r = test_recv(done_mb);
     assert_int_equal((int)(int64_t)r.a, TR_ETIMEDOUT);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* A receive that a message ends early takes its timer back at once: the
+ * wheel does not fill up with the deadlines of waits long over. */
+static int waits_long_each_time(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    uint64_t got = 0;
+    tr_msg m;
+    while (tr_recv(&m, tr_after_ms(60000)) == 0 && m.tag == 1)
+        got++;
+    /* One worker: every park resumed where its timer lives. */
+    test_send(sys, tr_mailbox_ref(done_mb), 9, got, sys->workers[0].timers.len);
+    return 0;
+}
+
+static void test_recv_ended_by_a_message_cancels_its_timer(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_ref r;
+    assert_int_equal(tr_spawn_loop(sys, waits_long_each_time, NULL, &r), 0);
+    const uint64_t n = 20000 / TEST_SCALE;
+    for (uint64_t i = 0; i < n; i++)
+        assert_int_equal(test_send(sys, r, 1, i, 0), 0);
+    assert_int_equal(test_send(sys, r, 2, 0, 0), 0);
+    tr_msg done = test_recv(done_mb);
+    assert_int_equal(done.a, n);
+    assert_int_equal(done.b, 0); /* no timer left pending */
     tr_mailbox_free(done_mb);
     tr_system_free(sys);
 }
@@ -448,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_ring_of_1000_actors_passes_token_every_hop),
         cmocka_unit_test(test_loop_actor_receives_in_send_order),
         cmocka_unit_test(test_recv_with_deadline_times_out_and_consumes_nothing),
+        cmocka_unit_test(test_recv_ended_by_a_message_cancels_its_timer),
         cmocka_unit_test(test_exited_actor_ref_is_stale),
         cmocka_unit_test(test_yield_lets_the_other_actor_run_on_one_worker),
         cmocka_unit_test(test_actors_that_migrate_between_workers_see_themselves),
