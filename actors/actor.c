@@ -90,6 +90,12 @@ void tr__actor_destroy(struct tr_actor *a)
     /* A worker that just let the actor go idle (run_turn) or is sending
      * to it may still be looking at its mailbox. */
     tr__hazard_wait(sys, a->mbox.ref);
+    /* An actor that ended has run these already; one the system stops
+     * while it is parked runs them here, outside any actor, and the
+     * payload it was waiting to send is released. */
+    tr__actor_run_cleanups(a);
+    if (a->outgoing)
+        tr_msg_release(a->outgoing);
     tr__mailbox_destroy(&a->mbox);
     tr__slot_release(&sys->slots, a->mbox.ref);
     tr__stack_free(a->stack);
@@ -99,6 +105,7 @@ void tr__actor_destroy(struct tr_actor *a)
 
 static void end(struct tr_actor *a, int reason)
 {
+    tr__actor_run_cleanups(a); /* still as the actor: they may send */
     tr__worker_now()->current = NULL;
     a->exit_reason = reason;
     tr__actor_finish(a);
@@ -155,7 +162,10 @@ static void run_turn(struct tr_actor *a)
         tr__worker *w = tr__worker_now();
         atomic_store_explicit(&w->hazard, a->mbox.ref, memory_order_relaxed);
         tr__actor_idle(a);
-        bool ours = !tr__mailbox_empty(&a->mbox) && !atomic_exchange(&a->scheduled, 1);
+        /* A cancel that came after our last look at the flag found it at
+         * 1 and left the turn to us: look again now that it is down. */
+        bool ours = (!tr__mailbox_empty(&a->mbox) || tr__actor_cancelled(a)) &&
+                    !atomic_exchange(&a->scheduled, 1);
         if (!ours)
             w->current = NULL;
         /* After this store we touch `a` only if it is ours again. */
@@ -192,6 +202,7 @@ void tr_exit(int reason)
     struct tr_actor *a = w ? w->current : NULL;
     if (!a)
         return;
+    tr__actor_run_cleanups(a); /* here, on the stack they may refer to */
     /* We cannot unwind, so we leave this stack for good; that needs
      * another one to go on with.  If memory is that short, wait. */
     while (!tr__worker_reserve_stack(w))

@@ -142,6 +142,8 @@ struct tr_actor {
     uint32_t select_next;           /* where its next tr_select starts looking */
     struct tr__timer *park_timer;   /* the current park's deadline, or NULL */
     struct tr__worker *park_timer_home; /* whose wheel holds it */
+    struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
+    tr_msg *outgoing;               /* a payload it waits to send, or NULL */
     int exit_reason;                /* kept for links and monitors (next) */
 };
 
@@ -217,6 +219,9 @@ bool tr__actor_claim(struct tr_actor *a, uint32_t token);
 /* Wait until no worker announces `ref` as its hazard (destroyers only,
  * after the slot is dead: no new announcement can then succeed). */
 void tr__hazard_wait(struct tr_system *sys, tr_ref ref);
+
+/* Run the actor's cleanup handlers, newest first, each once. */
+void tr__actor_run_cleanups(struct tr_actor *a);
 
 /* Destroy an actor whose slot has no borrowers and is dead. */
 void tr__actor_destroy(struct tr_actor *a);

@@ -128,7 +128,13 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
         }
+        /* If the system stops while we wait, this actor is never resumed:
+         * the teardown releases the payload we still own (actor.c). */
+        if (self)
+            self->outgoing = &m;
         rc = tr__mailbox_wait_room(mb, deadline);
+        if (self)
+            self->outgoing = NULL;
         if (rc)
             break;
     }

@@ -131,8 +131,22 @@ TR_API int tr_recv(tr_msg *out, tr_deadline deadline);
 TR_API int tr_yield(void);
 
 /*
- * tr_exit - end the calling actor now with `reason` (0: normal).  Never
- * returns.  Its mailbox closes: messages still queued are released.
+ * tr_defer - register `fn(arg)` to run when the calling actor ends,
+ * however it ends: its body or handler returns, tr_exit, an error, a
+ * cancellation, or the system stopping while it is parked.  Handlers run
+ * once each, newest first.  When the actor ends they run as the actor
+ * (they may send; they should not wait); at system shutdown they run on
+ * the thread that stops the system, outside any actor.  The actor must
+ * not free what `arg` points to before then.
+ * Returns 0, TR_EINVAL (NULL fn), TR_ECONTEXT (not in an actor) or
+ * TR_ENOMEM.
+ */
+TR_API int tr_defer(void (*fn)(void *arg), void *arg);
+
+/*
+ * tr_exit - end the calling actor now with `reason` (0: normal), after
+ * its cleanup handlers.  Never returns.  Its mailboxes close: messages
+ * still queued are released.
  * Outside an actor it returns at once and does nothing.
  */
 TR_API void tr_exit(int reason);

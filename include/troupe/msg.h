@@ -12,10 +12,9 @@
  * tr_msg_release(), which runs the destructor once.  If the send fails the
  * caller still owns the payload.  Messages still queued when their
  * mailbox is destroyed (actor exit, system shutdown) are released by the
- * runtime, so a payload with a destructor never leaks.  One exception
- * remains until cleanup handlers arrive: a message an actor was still
- * trying to send (parked on a full mailbox) when the system shut down is
- * neither delivered nor returned.
+ * runtime, so a payload with a destructor never leaks; that includes a
+ * message an actor was still waiting to send (parked on a full mailbox)
+ * when the system shut down.
  */
 #ifndef TROUPE_MSG_H
 #define TROUPE_MSG_H

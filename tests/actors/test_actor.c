@@ -325,7 +325,7 @@ static int migrant(tr_actor *self)
     /* Go on past the minimum until some moves were seen: how soon the
      * second worker joins in depends on the machine. */
     for (int i = 0; i < 2000 / TEST_SCALE ||
-                    (atomic_load(&migrations) < 50 && i < 200000); i++) {
+                    (atomic_load(&migrations) < 50 && i < 20000); i++) {
         tr_yield();
         /* tr_current reads the worker afresh: it must be us. */
         if (tr_current() != self || tr_self() != tr_actor_ref(self))

@@ -1,0 +1,48 @@
+/*
+ * cleanup.c - cleanup handlers (tr_defer): what an actor registers to be
+ * undone, run once, newest first, however the actor ends.
+ *
+ * The handlers form a list on the actor, newest at the head, taken one at
+ * a time: a handler that registers another, or ends the actor with
+ * tr_exit, leaves the rest to be run, and none runs twice.  An actor that
+ * ends (its body or handler returns, tr_exit, a cancellation it obeys)
+ * runs them as itself, so they may send; an actor destroyed while parked
+ * at system shutdown runs them on the thread that stops the system.
+ * Only actors that use it pay: one small allocation per handler.
+ */
+#include <stdlib.h>
+
+#include "runtime.h"
+
+struct tr__cleanup {
+    struct tr__cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+int tr_defer(void (*fn)(void *arg), void *arg)
+{
+    tr_actor *a = tr_current();
+    if (!a)
+        return TR_ECONTEXT;
+    if (!fn)
+        return TR_EINVAL;
+    struct tr__cleanup *c = malloc(sizeof *c);
+    if (!c)
+        return TR_ENOMEM;
+    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg};
+    a->cleanups = c;
+    return 0;
+}
+
+void tr__actor_run_cleanups(struct tr_actor *a)
+{
+    struct tr__cleanup *c;
+    while ((c = a->cleanups) != NULL) {
+        a->cleanups = c->next;
+        void (*fn)(void *) = c->fn;
+        void *arg = c->arg;
+        free(c);
+        fn(arg);
+    }
+}
