@@ -105,9 +105,12 @@ TR_API const char *tr_actor_name(const tr_actor *self); /* "" if none */
  * `deadline`.  On success the receiver owns the payload; on error the
  * caller still does.  Any thread may call it.
  * Returns 0, TR_ETIMEDOUT (still full at the deadline), TR_ENOACTOR (no
- * such actor, or it exited), TR_EINVAL (NULL msg), or TR_ENOMEM (the
- * first message to a mailbox allocates its ring; an actor that must wait
- * needs a stack to go on with).
+ * such actor or mailbox, or it is gone), TR_ECLOSED (a closed mailbox),
+ * TR_ECANCELED (the calling actor was cancelled while it would wait),
+ * TR_EDEADLK (an actor whose wait would close a cycle of full mailboxes,
+ * docs/mailbox.md), TR_EINVAL (NULL msg), or TR_ENOMEM (the first
+ * message to a mailbox allocates its ring; an actor that must wait needs
+ * a stack to go on with).
  */
 TR_API int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg,
                    tr_deadline deadline);
@@ -118,15 +121,17 @@ TR_API int tr_try_send(tr_system *sys, tr_ref to, const tr_msg *msg);
 /*
  * tr_recv - take the next message from the calling actor's own mailbox,
  * parking until one arrives or until `deadline`.  The caller owns the
- * message.  Returns 0, TR_ETIMEDOUT, TR_EINVAL (NULL out), TR_ECONTEXT
- * (not in an actor), or TR_ENOMEM (no stack to go on with while waiting).
+ * message.  Returns 0, TR_ETIMEDOUT, TR_ECANCELED (cancelled while it
+ * would wait), TR_EINVAL (NULL out), TR_ECONTEXT (not in an actor), or
+ * TR_ENOMEM (no stack to go on with while waiting).
  */
 TR_API int tr_recv(tr_msg *out, tr_deadline deadline);
 
 /*
  * tr_yield - let other actors run; the caller resumes later (possibly on
- * another worker thread).  Returns 0, TR_ECONTEXT outside an actor, or
- * TR_ENOMEM (no stack to go on with).
+ * another worker thread).  A cancellation point: returns TR_ECANCELED at
+ * once in a cancelled actor.  Returns 0, TR_ECANCELED, TR_ECONTEXT
+ * outside an actor, or TR_ENOMEM (no stack to go on with).
  */
 TR_API int tr_yield(void);
 

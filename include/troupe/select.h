@@ -51,7 +51,7 @@ typedef struct tr_select_case {
                              mailbox that is gone) */
 } tr_select_case;
 
-/* Pick the first ready case in order instead of a random one. */
+/* Fire the first ready case in the order given, not in rotation. */
 #define TR_SELECT_BIASED 1u
 
 /* The most cases one tr_select takes. */
