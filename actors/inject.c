@@ -7,7 +7,7 @@ void tr__inject_init(tr__inject *q)
 {
     atomic_init(&q->stub.next, NULL);
     atomic_init(&q->head, &q->stub);
-    q->tail = &q->stub;
+    atomic_init(&q->tail, &q->stub);
     atomic_init(&q->taking, false);
 }
 
@@ -20,11 +20,19 @@ void tr__inject_push(tr__inject *q, tr__inject_node *n)
     atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
+/*
+ * Empty means both ends name the stub.  The producers' end alone is not
+ * enough: when a producer pushes while the consumer puts the stub back,
+ * the stub can end up last with nodes still before it (the consumer gives
+ * up on them until the producer's link lands), and a worker that parked
+ * on that view would wait for ever (the stress test found it).  Acquire:
+ * pairs with the exchange that put the stub last, so the consumer's end
+ * as it was then is seen.
+ */
 bool tr__inject_nonempty(tr__inject *q)
 {
-    /* After the consumer takes the last node it pushes the stub back, so
-     * the producers' end names the stub exactly when nothing is left. */
-    return atomic_load_explicit(&q->head, memory_order_relaxed) != &q->stub;
+    return atomic_load_explicit(&q->head, memory_order_acquire) != &q->stub ||
+           atomic_load_explicit(&q->tail, memory_order_relaxed) != &q->stub;
 }
 
 bool tr__inject_begin(tr__inject *q)
@@ -40,18 +48,23 @@ void tr__inject_end(tr__inject *q)
     atomic_store_explicit(&q->taking, false, memory_order_release);
 }
 
+static void set_tail(tr__inject *q, tr__inject_node *n)
+{
+    atomic_store_explicit(&q->tail, n, memory_order_relaxed);
+}
+
 tr__inject_node *tr__inject_take(tr__inject *q)
 {
-    tr__inject_node *tail = q->tail;
+    tr__inject_node *tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     tr__inject_node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (tail == &q->stub) {
         if (!next)
             return NULL;
-        q->tail = tail = next;
+        set_tail(q, tail = next);
         next = atomic_load_explicit(&tail->next, memory_order_acquire);
     }
     if (next) {
-        q->tail = next;
+        set_tail(q, next);
         return tail;
     }
     /* `tail` is the last node we can see.  If a producer has already
@@ -62,7 +75,7 @@ tr__inject_node *tr__inject_take(tr__inject *q)
     tr__inject_push(q, &q->stub);
     next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (next) {
-        q->tail = next;
+        set_tail(q, next);
         return tail;
     }
     return NULL;

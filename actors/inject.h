@@ -28,7 +28,8 @@ typedef struct tr__inject_node {
 typedef struct tr__inject {
     _Atomic(tr__inject_node *) head;         /* producers' end */
     char pad1[64 - sizeof(void *)];
-    tr__inject_node *tail;                   /* consumer's end, under `taking` */
+    /* Consumer's end: written under `taking`, read by anyone as a hint. */
+    _Atomic(tr__inject_node *) tail;
     atomic_bool taking;
     tr__inject_node stub;
 } tr__inject;
