@@ -28,6 +28,7 @@
 #include "../mailbox/deadlock.h"
 #include "../mailbox/mailbox.h"
 #include "inject.h"
+#include "msg_timer.h"
 #include "slots.h"
 #include "spin.h"
 #include "stack.h"
@@ -89,6 +90,9 @@ typedef struct tr__worker {
     /* Run queue: the owner enqueues, anyone dequeues (ck_ring SPMC). */
     struct ck_ring runq __attribute__((aligned(TR__CACHELINE)));
     struct ck_ring_buffer runq_buf[TR__RUNQ_SIZE];
+
+    /* Written by anyone under its lock: the message timers homed here. */
+    tr__msg_timers msg_timers __attribute__((aligned(TR__CACHELINE)));
 } tr__worker;
 
 struct tr_system {
@@ -171,6 +175,9 @@ tr__stack *tr__worker_fresh_stack(tr__worker *w);
 void tr__worker_leave(tr__worker *w, tr__stack *to, bool abandon);
 void tr__worker_start_private(tr__worker *w, struct tr_actor *a);
 void tr__wake_all_workers(struct tr_system *sys);
+
+/* Wake a parked worker, whether or not it is on the idle list (timers). */
+void tr__worker_kick(tr__worker *w);
 
 /* Queue a runnable actor on this worker if possible, else globally. */
 void tr__schedule(struct tr_system *sys, struct tr_actor *a);

@@ -377,8 +377,11 @@ static void park_worker(tr__worker *w)
     atomic_fetch_add(&sys->nidle, 1);
     tr__fence_after_rmw(); /* pairs with the waker's fence (maybe_wake) */
     tr__spin_unlock(&sys->idle_lock);
-    if (!work_visible(sys) && !atomic_load(&sys->stopping))
-        tr__futex_wait(&w->wake_word, 0, tr__timers_next(&w->timers));
+    if (!work_visible(sys) && !atomic_load(&sys->stopping)) {
+        tr_deadline until = tr__msg_timers_sleep(&w->msg_timers, tr__timers_next(&w->timers));
+        tr__futex_wait(&w->wake_word, 0, until);
+        tr__msg_timers_woke(&w->msg_timers);
+    }
     unlist_idle(w);
 }
 
@@ -388,8 +391,12 @@ static struct tr_actor *next_actor(tr__worker *w)
     for (;;) {
         if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
             return NULL;
-        if (w->timers.len)
-            tr__timers_fire(sys, &w->timers, tr_now());
+        if (w->timers.len || tr__msg_timers_pending(&w->msg_timers)) {
+            int64_t now = tr_now();
+            if (w->timers.len)
+                tr__timers_fire(sys, &w->timers, now);
+            tr__msg_timers_fire(sys, &w->msg_timers, now);
+        }
         struct tr_actor *a = NULL;
         atomic_store_explicit(&w->turns, ++w->tick, memory_order_relaxed);
         if (w->tick % GLOBAL_CHECK_INTERVAL == 0)
@@ -470,10 +477,14 @@ void tr__hazard_wait(tr_system *sys, tr_ref ref)
             sched_yield();
 }
 
+void tr__worker_kick(tr__worker *w)
+{
+    atomic_store(&w->wake_word, 1);
+    tr__futex_wake(&w->wake_word, 1);
+}
+
 void tr__wake_all_workers(tr_system *sys)
 {
-    for (unsigned i = 0; i < sys->nworkers; i++) {
-        atomic_store(&sys->workers[i].wake_word, 1);
-        tr__futex_wake(&sys->workers[i].wake_word, 1);
-    }
+    for (unsigned i = 0; i < sys->nworkers; i++)
+        tr__worker_kick(&sys->workers[i]);
 }

@@ -25,8 +25,10 @@ static void free_parts(tr_system *sys)
     if (sys->slots.chunks)
         tr__slots_destroy(&sys->slots);
     tr__stack_pool_destroy(&sys->stacks);
-    for (unsigned i = 0; sys->workers && i < sys->nworkers; i++)
+    for (unsigned i = 0; sys->workers && i < sys->nworkers; i++) {
         free(sys->workers[i].seen);
+        tr__msg_timers_destroy(&sys->workers[i].msg_timers);
+    }
     free(sys->workers);
     free(sys->idle);
     free(sys);
@@ -139,8 +141,10 @@ static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
 /* Every worker has ended: destroy every actor, whatever its state. */
 static void destroy_actors(tr_system *sys)
 {
-    for (unsigned i = 0; i < sys->nworkers; i++)
+    for (unsigned i = 0; i < sys->nworkers; i++) {
         tr__timers_clear(&sys->workers[i].timers);
+        tr__msg_timers_stop(&sys->workers[i].msg_timers);
+    }
     /* First wake threads blocked on actors and unhook parked actors from
      * thread mailboxes, while every parked actor's stack still exists. */
     tr__slots_each(&sys->slots, close_one, NULL);

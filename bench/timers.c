@@ -1,6 +1,11 @@
 /*
  * timers - arm and cancel a timer while 1,000,000 others are armed.
  *
+ * Steps 6 and 7 measure what applications call: message timers
+ * (tr_send_after, tr_timer_cancel), armed and cancelled by the main
+ * thread, which is not a worker, through the real system.  Steps 1 to 5
+ * measure the layers below on their own.
+ *
  * The park timers of a worker (actors/timer.h) are measured directly,
  * on the main thread, with a tr__timers of the benchmark's own: each
  * timer borrows the ref of a real actor (parked in tr_recv), as the timer
@@ -25,14 +30,28 @@
  *   5. fire_ns: the timers of step 1 are fired the same way (each one
  *      claims nothing and returns its borrow): ns per fired timer.
  *      Checked: none is left pending, and the actor then exits.
+ *   6. send_after_ns: tr_send_after 1,000,000 word messages to a second
+ *      actor, due 10 s to 70 s ahead (send_after_rss_bytes_per_timer is
+ *      the RSS growth per timer); then, with those pending, arm batches
+ *      of 1,024 due 1 ms to 1 s ahead and cancel each batch with
+ *      tr_timer_cancel: ns per arm + cancel pair.  This includes the
+ *      target check at arming, the home worker's lock, and the futex
+ *      wake-ups of that worker when a new deadline is its earliest.
+ *      Checked: a pair's timer is delivered exactly when its cancel
+ *      returns TR_ENOTIMER (send_fired_before_cancel: the main thread
+ *      was preempted for over a millisecond in between; normally 0).
+ *   7. send_cancel_ns: tr_timer_cancel on each of the 1,000,000: ns per
+ *      cancel.  Checked: every cancel returns 0.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bench_common.h"
 #include "../actors/runtime.h"
 #include "../actors/wheel.h"
 
-enum { TAG_STOP = 1, TAG_PROBE = 2 };
+enum { TAG_STOP = 1, TAG_PROBE = 2, TAG_TIMER = 3 };
 
 #define BATCH 1024
 #define SPREAD_NS (60 * 1000000000ll)
@@ -56,6 +75,24 @@ static int wait_for_stop(tr_actor *self)
     (void)self;
     bench_await(TAG_STOP);
     return 0;
+}
+
+/* Messages of step 6's timers that fired before their cancel (a main
+ * thread preempted for over a millisecond between the two). */
+static atomic_ullong timer_msgs;
+
+static int count_until_stop(tr_actor *self)
+{
+    (void)self;
+    for (;;) {
+        tr_msg m;
+        bench_check(tr_recv(&m, TR_FOREVER), "recv");
+        if (m.tag == TAG_STOP)
+            return 0;
+        if (m.tag != TAG_TIMER)
+            bench_fail("got a stray message (tag %llu)", (unsigned long long)m.tag);
+        atomic_fetch_add(&timer_msgs, 1);
+    }
 }
 
 /* Deadlines for the measured pairs, made before the clock starts. */
@@ -155,32 +192,92 @@ static double wheel_nodes(uint64_t n, uint64_t pairs, double *expire_ns)
     return pair_ns;
 }
 
+/* Steps 6 and 7; returns ns per pair, and the rest through pointers. */
+static double message_timers(tr_system *sys, tr_ref to, uint64_t n, uint64_t pairs,
+                             double *rss_per_timer, double *cancel_ns, uint64_t *fired)
+{
+    tr_timer_ref *armed = malloc(n * sizeof *armed), batch[BATCH];
+    if (!armed)
+        bench_fail("out of memory");
+    /* Its pages are not the timers': touch them now (with a fill that
+     * the compiler cannot turn into a calloc, which touches nothing). */
+    memset(armed, 0xff, n * sizeof *armed);
+    tr_msg m = tr_msg_words(TAG_TIMER, 0, 0);
+    int64_t base = tr_now();
+    uint64_t rss0 = bench_rss_bytes();
+    for (uint64_t i = 0; i < n; i++)
+        bench_check(tr_send_after(sys, to, &m, base + AHEAD_NS + (int64_t)(rnd() % SPREAD_NS),
+                                  &armed[i]),
+                    "tr_send_after");
+    *rss_per_timer = (double)(bench_rss_bytes() - rss0) / (double)n;
+
+    /* Relative to each batch's start: a batch takes far less than 1 ms,
+     * so its timers come due before their cancel only if this thread is
+     * preempted for longer (counted, and checked against deliveries). */
+    make_probe_deadlines(0);
+    int64_t t0 = tr_now();
+    for (uint64_t done = 0; done < pairs; done += BATCH) {
+        int64_t now = tr_now();
+        for (int i = 0; i < BATCH; i++)
+            bench_check(tr_send_after(sys, to, &m, now + probe_deadlines[i], &batch[i]),
+                        "tr_send_after");
+        for (int i = 0; i < BATCH; i++) {
+            int rc = tr_timer_cancel(sys, batch[i]);
+            if (rc == TR_ENOTIMER)
+                (*fired)++;
+            else
+                bench_check(rc, "tr_timer_cancel");
+        }
+    }
+    double pair_ns = (double)(tr_now() - t0) / (double)pairs;
+
+    int64_t c0 = tr_now();
+    for (uint64_t i = 0; i < n; i++)
+        bench_check(tr_timer_cancel(sys, armed[i]), "tr_timer_cancel");
+    *cancel_ns = (double)(tr_now() - c0) / (double)n;
+    free(armed);
+    return pair_ns;
+}
+
 int main(void)
 {
     bench_set_name("timers");
     uint64_t n = bench_count(1000000, 1);
     uint64_t pairs = bench_count(8u << 20, BATCH) / BATCH * BATCH;
     tr_system *sys = bench_system();
-    tr_ref ref;
+    tr_ref ref, target;
     bench_check(tr_spawn_loop(sys, wait_for_stop, NULL, &ref), "spawn");
+    bench_check(tr_spawn_loop(sys, count_until_stop, NULL, &target), "spawn");
 
     bench_progress("%llu armed, %llu arm+cancel pairs", (unsigned long long)n,
                    (unsigned long long)pairs);
     double rss_per_timer, fire_ns, expire_ns;
     double pair_ns = park_timers(sys, ref, n, pairs, &rss_per_timer, &fire_ns);
     double wheel_ns = wheel_nodes(n, pairs, &expire_ns);
+    double send_rss_per_timer, send_cancel_ns;
+    uint64_t fired = 0;
+    double send_ns = message_timers(sys, target, n, pairs, &send_rss_per_timer,
+                                    &send_cancel_ns, &fired);
 
     tr_msg stop = tr_msg_words(TAG_STOP, 0, 0);
     bench_check(tr_send(sys, ref, &stop, TR_FOREVER), "send stop");
-    uint64_t retries = bench_wait_exited(sys, &ref, 1, TAG_PROBE);
+    bench_check(tr_send(sys, target, &stop, TR_FOREVER), "send stop");
+    tr_ref both[2] = {ref, target};
+    uint64_t retries = bench_wait_exited(sys, both, 2, TAG_PROBE);
+    if (atomic_load(&timer_msgs) != fired)
+        bench_fail("%llu timer messages arrived, %llu timers fired before their cancel",
+                   (unsigned long long)atomic_load(&timer_msgs), (unsigned long long)fired);
     unsigned workers = tr_system_workers(sys);
     tr_system_free(sys);
     bench_report("timers", pair_ns, "ns/op", workers, n,
                  "\"armed\":%llu,\"pairs\":%llu,\"bytes_per_timer\":%zu,"
                  "\"rss_bytes_per_timer\":%.1f,\"wheel_ns\":%.3f,\"wheel_node_bytes\":%zu,"
-                 "\"expire_ns\":%.3f,\"fire_ns\":%.3f,\"exit_probe_retries\":%llu",
+                 "\"expire_ns\":%.3f,\"fire_ns\":%.3f,\"send_after_ns\":%.3f,"
+                 "\"send_after_rss_bytes_per_timer\":%.1f,\"send_cancel_ns\":%.3f,"
+                 "\"send_fired_before_cancel\":%llu,\"exit_probe_retries\":%llu",
                  (unsigned long long)n, (unsigned long long)pairs, sizeof(tr__timer),
                  rss_per_timer, wheel_ns, sizeof(tr__wheel_node), expire_ns, fire_ns,
+                 send_ns, send_rss_per_timer, send_cancel_ns, (unsigned long long)fired,
                  (unsigned long long)retries);
     return 0;
 }

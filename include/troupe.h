@@ -15,5 +15,6 @@
 #include "troupe/actor.h"
 #include "troupe/mailbox.h"
 #include "troupe/select.h"
+#include "troupe/timer.h"
 
 #endif

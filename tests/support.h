@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -48,6 +50,21 @@ static inline int test_send(tr_system *sys, tr_ref to, uint64_t tag,
 {
     tr_msg m = tr_msg_words(tag, a, b);
     return tr_send(sys, to, &m, tr_after_ms(TEST_DEADLINE_MS));
+}
+
+/*
+ * The seed of a randomised suite: TR_SEED if set, else the clock and the
+ * pid.  Printed first, so that a failure can be replayed.
+ */
+static inline uint64_t test_seed(void)
+{
+    const char *env = getenv("TR_SEED");
+    uint64_t seed = env && *env ? strtoull(env, NULL, 0)
+                                : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    printf("seed=%llu (replay with TR_SEED=%llu)\n", (unsigned long long)seed,
+           (unsigned long long)seed);
+    fflush(stdout);
+    return seed;
 }
 
 /* Sanitizer builds run the heavy tests with fewer iterations. */

@@ -24,7 +24,8 @@
     X(ECONTEXT, -10, "call not allowed from this thread or actor")            \
     X(ESHUTDOWN, -11, "system is shutting down")                              \
     X(ELIMIT, -12, "limit reached (too many actors or mailboxes)")            \
-    X(ESYS, -13, "operating system call failed")
+    X(ESYS, -13, "operating system call failed")                              \
+    X(ENOTIMER, -14, "no such timer (it fired, was cancelled or never was)")
 
 enum tr_errno {
 #define TR__ERRNO_ENUM(name, value, text) TR_##name = (value),

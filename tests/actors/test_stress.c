@@ -1403,12 +1403,7 @@ static void test_spawn_exit_churn_accounts_for_every_child(void **state)
 
 int main(void)
 {
-    const char *env = getenv("TR_SEED");
-    seed = env && *env ? strtoull(env, NULL, 0)
-                       : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    printf("seed=%llu (replay with TR_SEED=%llu)\n", (unsigned long long)seed,
-           (unsigned long long)seed);
-    fflush(stdout);
+    seed = test_seed();
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_producers_to_tiny_mailboxes_keep_pair_order_on_1_worker),

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fail_malloc.h"
 #include "support.h"
 #include "runtime.h"
 #include "wheel.h"
@@ -644,20 +645,12 @@ static void test_timers_cancel_returns_the_borrow_and_recycles_the_entry(void **
     tr_system_free(sys);
 }
 
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if TEST_FAIL_MALLOC
 /*
  * Allocation failure, injected on this thread only: the test binary's
  * malloc fails while fail_mallocs is set and passes to glibc otherwise.
  * (Sanitizer builds replace malloc themselves, so they skip this test.)
  */
-extern void *__libc_malloc(size_t size);
-static __thread bool fail_mallocs;
-
-void *malloc(size_t size)
-{
-    return fail_mallocs ? NULL : __libc_malloc(size);
-}
-
 static void test_timers_add_returns_enomem_when_a_slab_cannot_grow(void **state)
 {
     (void)state;
@@ -709,12 +702,7 @@ static void test_timers_add_returns_enomem_when_a_slab_cannot_grow(void **state)
 
 int main(void)
 {
-    const char *env = getenv("TR_SEED");
-    seed = env && *env ? strtoull(env, NULL, 0)
-                       : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    printf("seed=%llu (replay with TR_SEED=%llu)\n", (unsigned long long)seed,
-           (unsigned long long)seed);
-    fflush(stdout);
+    seed = test_seed();
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_expire_fires_in_deadline_order_across_all_levels),

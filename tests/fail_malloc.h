@@ -1,0 +1,28 @@
+/*
+ * fail_malloc.h - allocation failure on demand, for the out-of-memory
+ * tests.  Include it in one test file: it replaces that binary's malloc,
+ * which fails while `fail_mallocs` is set on the calling thread and goes
+ * to glibc otherwise.  Sanitizer builds replace malloc themselves, so
+ * there TEST_FAIL_MALLOC is 0 and the tests that need it are skipped.
+ */
+#ifndef TR_TEST_FAIL_MALLOC_H
+#define TR_TEST_FAIL_MALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define TEST_FAIL_MALLOC 1
+
+extern void *__libc_malloc(size_t size);
+static __thread bool fail_mallocs;
+
+void *malloc(size_t size)
+{
+    return fail_mallocs ? NULL : __libc_malloc(size);
+}
+#else
+#define TEST_FAIL_MALLOC 0
+#endif
+
+#endif
