@@ -14,7 +14,8 @@
  * mailbox is destroyed (actor exit, system shutdown) are released by the
  * runtime, so a payload with a destructor never leaks; that includes a
  * message an actor was still waiting to send (parked on a full mailbox)
- * when the system shut down.
+ * and messages held by pending timers (troupe/timer.h) when the system
+ * shut down.
  */
 #ifndef TROUPE_MSG_H
 #define TROUPE_MSG_H
