@@ -54,7 +54,8 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -fPIC -fvisibility=hidden -pthread $(SANFL)
 CPPFLAGS += -Iinclude -MMD -MP $(CTX_DEF) $(VALGRIND_DEF)
 LDFLAGS  += -pthread $(SANFL)
 
-LIB_SRC := $(filter-out actors/ctx_%,$(wildcard actors/*.c)) $(wildcard mailbox/*.c) $(CTX_SRC)
+LIB_SRC := $(filter-out actors/ctx_%,$(wildcard actors/*.c)) $(wildcard mailbox/*.c) \
+           $(wildcard supervisor/*.c) $(CTX_SRC)
 LIB_OBJ := $(patsubst %,$(BUILD)/%.o,$(LIB_SRC))
 LIB_A   := $(BUILD)/libtroupe.a
 LIB_SO  := $(BUILD)/libtroupe.so.$(VERSION)

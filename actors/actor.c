@@ -80,6 +80,7 @@ void tr__actor_finish(struct tr_actor *a)
     /* `scheduled` stays 1 for good: no sender will queue a dead actor. */
     tr__mailbox_close(&a->mbox);
     tr__actor_free_mailboxes(a);
+    tr__signal_exit(a, a->exit_reason);
     if (tr__slot_kill(&sys->slots, a->mbox.ref))
         tr__actor_destroy(a);
 }
@@ -97,17 +98,25 @@ void tr__actor_destroy(struct tr_actor *a)
     if (a->outgoing)
         tr_msg_release(a->outgoing);
     tr__mailbox_destroy(&a->mbox);
+    tr__signal_destroy(a);
     tr__slot_release(&sys->slots, a->mbox.ref);
     tr__stack_free(a->stack);
     free(a->name);
     free(a);
 }
 
+/* A linked actor's exit that ended this one names the reason. */
+static int final_reason(struct tr_actor *a, int reason)
+{
+    int killed = atomic_load(&a->kill_reason);
+    return killed ? killed : reason;
+}
+
 static void end(struct tr_actor *a, int reason)
 {
     tr__actor_run_cleanups(a); /* still as the actor: they may send */
     tr__worker_now()->current = NULL;
-    a->exit_reason = reason;
+    a->exit_reason = final_reason(a, reason);
     tr__actor_finish(a);
 }
 
@@ -134,7 +143,7 @@ static void run_turn(struct tr_actor *a)
             end(a, TR_ECANCELED);
             return;
         }
-        while (n < batch && tr__mailbox_take(&a->mbox, &m)) {
+        while (n < batch && tr__owner_take(&a->mbox, &m)) {
             n++;
             int rc = a->handler(a, &m);
             if (rc == 0 && tr__actor_cancelled(a))
@@ -164,7 +173,7 @@ static void run_turn(struct tr_actor *a)
         tr__actor_idle(a);
         /* A cancel that came after our last look at the flag found it at
          * 1 and left the turn to us: look again now that it is down. */
-        bool ours = (!tr__mailbox_empty(&a->mbox) || tr__actor_cancelled(a)) &&
+        bool ours = (tr__owner_has_mail(&a->mbox) || tr__actor_cancelled(a)) &&
                     !atomic_exchange(&a->scheduled, 1);
         if (!ours)
             w->current = NULL;
@@ -207,7 +216,7 @@ void tr_exit(int reason)
      * another one to go on with.  If memory is that short, wait. */
     while (!tr__worker_reserve_stack(w))
         sched_yield();
-    a->exit_reason = reason;
+    a->exit_reason = final_reason(a, reason);
     w->current = NULL;
     w->exiting = a;
     tr__worker_leave(w, tr__worker_fresh_stack(w), true);

@@ -27,6 +27,7 @@
 
 #include "../mailbox/deadlock.h"
 #include "../mailbox/mailbox.h"
+#include "../supervisor/signal.h"
 #include "inject.h"
 #include "msg_timer.h"
 #include "slots.h"
@@ -116,6 +117,7 @@ struct tr_system {
     atomic_uint workers_running;
     _Atomic uint32_t workers_done;   /* futex: bumped as each worker ends */
     atomic_uint foreign_waiters;     /* threads inside a send that waited */
+    _Atomic tr_ref next_monitor;     /* monitor refs, never reused */
     bool torn_down;
 };
 
@@ -148,6 +150,12 @@ struct tr_actor {
     struct tr__worker *park_timer_home; /* whose wheel holds it */
     struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
+
+    /* Links, monitors and queued notices (supervisor/signal.h). */
+    tr__spin sig_lock;
+    tr__signals sig;
+    atomic_bool trap_exits;
+    _Atomic int kill_reason;        /* a linked actor's exit ended it; 0: none */
     int exit_reason;                /* kept for links and monitors (next) */
 };
 
@@ -270,6 +278,14 @@ int tr__recv(struct tr_mailbox *mb, tr_msg *out, tr_deadline deadline);
  */
 int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
                    tr_deadline deadline);
+
+/*
+ * Owner side of a mailbox: take the next message, or see whether there
+ * is one.  For an actor's own mailbox, queued notices (links, monitors)
+ * come first and count as messages.
+ */
+bool tr__owner_take(struct tr_mailbox *mb, tr_msg *out);
+bool tr__owner_has_mail(struct tr_mailbox *mb);
 
 /* The ref of the actor owning the mailbox behind `ref`, or TR_REF_NONE. */
 tr_ref tr__mailbox_owner_ref(struct tr_system *sys, tr_ref ref);

@@ -59,6 +59,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
     sys->cfg = cfg;
     sys->nworkers = (unsigned)n;
     tr__inject_init(&sys->global);
+    atomic_init(&sys->next_monitor, 1);
     tr__stack_pool_init(&sys->stacks, cfg.stack_size, cfg.stack_guard);
     sys->workers = aligned_alloc(TR__CACHELINE, (size_t)n * sizeof(tr__worker));
     if (sys->workers)

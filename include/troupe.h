@@ -15,6 +15,7 @@
 #include "troupe/actor.h"
 #include "troupe/mailbox.h"
 #include "troupe/select.h"
+#include "troupe/link.h"
 #include "troupe/timer.h"
 
 #endif

@@ -54,7 +54,7 @@ static bool case_ready(selection *s, size_t i)
 {
     tr_select_case *c = &s->cases[i];
     if (c->op == TR_SELECT_RECV)
-        return !tr__mailbox_empty(s->recv_mb[i]) || tr__mailbox_drained(s->recv_mb[i]);
+        return tr__owner_has_mail(s->recv_mb[i]) || tr__mailbox_drained(s->recv_mb[i]);
     return send_ready(s->sys, c->to);
 }
 
@@ -63,7 +63,7 @@ static bool fire(selection *s, size_t i)
 {
     tr_select_case *c = &s->cases[i];
     if (c->op == TR_SELECT_RECV) {
-        c->rc = tr__mailbox_take(s->recv_mb[i], &c->msg) ? 0 : TR_ECLOSED;
+        c->rc = tr__owner_take(s->recv_mb[i], &c->msg) ? 0 : TR_ECLOSED;
         return true;
     }
     c->rc = tr_try_send(s->sys, c->to, &c->msg);

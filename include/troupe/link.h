@@ -1,0 +1,74 @@
+/*
+ * troupe/link.h - links, monitors and exit reasons (Erlang's semantics).
+ *
+ * When an actor ends it has an exit reason: 0 (normal), TR_ECANCELED
+ * (cancelled), TR_ESHUTDOWN, another TR_E* code, or any other
+ * int the application returns or passes to tr_exit.
+ *
+ * A link joins two actors both ways: when one ends with a reason other
+ * than normal, the other ends too, with the same reason, unless it traps
+ * exits; then the news arrives as a message instead (TR_TAG_EXIT), and
+ * a normal end arrives that way too.  A monitor is one way and is told
+ * apart by its ref: when the watched actor ends, the watcher receives a
+ * TR_TAG_DOWN message, whatever the reason.  Several monitors of one
+ * actor each get their own message.
+ *
+ * These notices are signals: they travel apart from messages, so a full
+ * mailbox never holds them back or loses them, and between two actors
+ * they arrive in the order they were sent.  An actor sees them before
+ * the messages in its own mailbox, when it receives (a handler actor:
+ * as its next messages).  Monitoring an actor that has already ended
+ * delivers the DOWN at once, with reason TR_ENOACTOR.
+ *
+ * Every call here acts for the calling actor; outside one they return
+ * TR_ECONTEXT.
+ */
+#ifndef TROUPE_LINK_H
+#define TROUPE_LINK_H
+
+#include <stdbool.h>
+
+#include "troupe/export.h"
+#include "troupe/msg.h"
+
+/*
+ * The tags of the notices, delivered as messages.  msg.from is the actor
+ * that ended; for TR_TAG_EXIT msg.a is its reason (as int64_t); for
+ * TR_TAG_DOWN msg.a is the monitor's ref and msg.b the reason.
+ */
+#define TR_TAG_EXIT ((uint64_t)-2)
+#define TR_TAG_DOWN ((uint64_t)-3)
+
+/*
+ * tr_link - link the calling actor and `other` (a second link between the
+ * same two is the same link).  Returns 0, TR_ECONTEXT, TR_EINVAL (itself),
+ * TR_ENOACTOR (no such actor: it has ended or never was), or TR_ENOMEM.
+ */
+TR_API int tr_link(tr_ref other);
+
+/* tr_unlink - undo tr_link; no notice is sent.  0, TR_ECONTEXT. */
+TR_API int tr_unlink(tr_ref other);
+
+/*
+ * tr_monitor - watch `target`; *monitor receives the monitor's ref, which
+ * the DOWN message carries in msg.a.  Returns 0 (also when the target has
+ * already ended: the DOWN is on its way), TR_ECONTEXT, TR_EINVAL or
+ * TR_ENOMEM.
+ */
+TR_API int tr_monitor(tr_ref target, tr_ref *monitor);
+
+/*
+ * tr_demonitor - stop watching: no DOWN for this monitor arrives after it
+ * returns 0.  TR_ENOACTOR if there is no such monitor (it fired, or was
+ * removed); TR_ECONTEXT outside the actor that made it.
+ */
+TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
+
+/*
+ * tr_trap_exits - whether exits of linked actors arrive as TR_TAG_EXIT
+ * messages (true) or end the calling actor (false, the default).  Set
+ * it before linking.  Returns 0 or TR_ECONTEXT.
+ */
+TR_API int tr_trap_exits(bool trap);
+
+#endif

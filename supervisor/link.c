@@ -1,0 +1,181 @@
+/*
+ * link.c - tr_link, tr_monitor and friends: entries on the signal state
+ * of the actors involved (signal.h), under their sig_lock.
+ *
+ * A link is an entry on both sides; a monitor one entry on the watched
+ * actor.  Lists are small arrays that grow by doubling: links and
+ * monitors are made at start-up and by supervisors, not per message.
+ */
+#include <stdlib.h>
+
+#include "../actors/runtime.h"
+
+/* Append `v` to an array of `size`-byte items; false if out of memory. */
+static bool grow(void **items, uint32_t *n, uint32_t *cap, size_t size)
+{
+    if (*n < *cap)
+        return true;
+    uint32_t c = *cap ? *cap * 2 : 4;
+    void *p = realloc(*items, c * size);
+    if (!p)
+        return false;
+    *items = p;
+    *cap = c;
+    return true;
+}
+
+static bool has_link(const tr__signals *s, tr_ref ref)
+{
+    for (uint32_t i = 0; i < s->nlinks; i++)
+        if (s->links[i] == ref)
+            return true;
+    return false;
+}
+
+/* Add `ref` to a's links; 0, TR_ENOACTOR (a has ended) or TR_ENOMEM. */
+static int add_link(struct tr_actor *a, tr_ref ref)
+{
+    int rc = 0;
+    tr__spin_lock(&a->sig_lock);
+    if (a->sig.exited)
+        rc = TR_ENOACTOR;
+    else if (!has_link(&a->sig, ref)) {
+        if (grow((void **)&a->sig.links, &a->sig.nlinks, &a->sig.links_cap, sizeof(tr_ref)))
+            a->sig.links[a->sig.nlinks++] = ref;
+        else
+            rc = TR_ENOMEM;
+    }
+    tr__spin_unlock(&a->sig_lock);
+    return rc;
+}
+
+static void drop_link(struct tr_actor *a, tr_ref ref)
+{
+    tr__spin_lock(&a->sig_lock);
+    for (uint32_t i = 0; i < a->sig.nlinks; i++) {
+        if (a->sig.links[i] == ref) {
+            a->sig.links[i] = a->sig.links[--a->sig.nlinks];
+            break;
+        }
+    }
+    tr__spin_unlock(&a->sig_lock);
+}
+
+/* Borrow the actor behind `ref`; NULL if it is not a live actor. */
+static struct tr_actor *borrow_actor(tr_system *sys, tr_ref ref)
+{
+    uint8_t kind;
+    struct tr_actor *a = tr__slot_get(&sys->slots, ref, &kind);
+    if (a && kind != TR__SLOT_ACTOR) {
+        tr__ref_put(sys, ref, a, kind);
+        return NULL;
+    }
+    return a;
+}
+
+void tr__link_forget(tr_system *sys, tr_ref ref, tr_ref gone)
+{
+    struct tr_actor *a = borrow_actor(sys, ref);
+    if (a) {
+        drop_link(a, gone);
+        tr__ref_put(sys, ref, a, TR__SLOT_ACTOR);
+    }
+}
+
+int tr_link(tr_ref other)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return TR_ECONTEXT;
+    if (other == self->mbox.ref)
+        return TR_EINVAL;
+    tr_system *sys = self->mbox.sys;
+    struct tr_actor *o = borrow_actor(sys, other);
+    if (!o)
+        return TR_ENOACTOR;
+    /* Ours first: if `other` ends in between, its exit finds our link
+     * gone from its list, or reaches us through ours. */
+    int rc = add_link(self, other);
+    if (rc == 0 && (rc = add_link(o, self->mbox.ref)) != 0)
+        drop_link(self, other);
+    tr__ref_put(sys, other, o, TR__SLOT_ACTOR);
+    return rc;
+}
+
+int tr_unlink(tr_ref other)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return TR_ECONTEXT;
+    drop_link(self, other);
+    tr__link_forget(self->mbox.sys, other, self->mbox.ref);
+    return 0;
+}
+
+int tr_monitor(tr_ref target, tr_ref *monitor)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return TR_ECONTEXT;
+    if (!monitor)
+        return TR_EINVAL;
+    tr_system *sys = self->mbox.sys;
+    tr_ref id = atomic_fetch_add(&sys->next_monitor, 1);
+    struct tr_actor *t = borrow_actor(sys, target);
+    int rc = 0;
+    bool gone = !t;
+    if (t) {
+        tr__spin_lock(&t->sig_lock);
+        if (t->sig.exited)
+            gone = true;
+        else if (grow((void **)&t->sig.monitors, &t->sig.nmonitors, &t->sig.monitors_cap,
+                      sizeof(tr__monitor)))
+            t->sig.monitors[t->sig.nmonitors++] = (tr__monitor){self->mbox.ref, id};
+        else
+            rc = TR_ENOMEM;
+        tr__spin_unlock(&t->sig_lock);
+        tr__ref_put(sys, target, t, TR__SLOT_ACTOR);
+    }
+    if (rc)
+        return rc;
+    if (gone)
+        tr__signal_down_now(sys, self->mbox.ref, target, id);
+    *monitor = id;
+    return 0;
+}
+
+int tr_demonitor(tr_ref target, tr_ref monitor)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return TR_ECONTEXT;
+    tr_system *sys = self->mbox.sys;
+    bool removed = false;
+    struct tr_actor *t = borrow_actor(sys, target);
+    if (t) {
+        tr__spin_lock(&t->sig_lock);
+        for (uint32_t i = 0; i < t->sig.nmonitors; i++) {
+            tr__monitor *m = &t->sig.monitors[i];
+            if (m->id == monitor && m->watcher == self->mbox.ref) {
+                *m = t->sig.monitors[--t->sig.nmonitors];
+                removed = true;
+                break;
+            }
+        }
+        tr__spin_unlock(&t->sig_lock);
+        tr__ref_put(sys, target, t, TR__SLOT_ACTOR);
+    }
+    /* It may have fired already: then its DOWN may be queued for us. */
+    if (!removed)
+        removed = tr__signal_unqueue_down(self, monitor);
+    return removed ? 0 : TR_ENOACTOR;
+}
+
+int tr_trap_exits(bool trap)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return TR_ECONTEXT;
+    atomic_store(&self->trap_exits, trap);
+    return 0;
+}

@@ -1,0 +1,72 @@
+/*
+ * signal.h - signals: exit and DOWN notices, on a queue of their own.
+ *
+ * Overview: a signal is a small heap node on the receiving actor's signal
+ * list, guarded by the actor's sig_lock.  Signals are rare (one per link
+ * or monitor when an actor ends), so a lock and an allocation each are
+ * cheap enough, and an unbounded list is what keeps them apart from the
+ * bounded mailbox: a full mailbox never holds one back.  After queueing,
+ * the sender raises the receiver's flag exactly as a message does, so a
+ * receiver parked in a receive or idle wakes up; a link's exit that
+ * must end the receiver also cancels it, which ends any other wait.
+ *
+ * The same lock guards the actor's links and monitors and its `exited`
+ * mark: an actor that has ended accepts no new link or monitor (the
+ * caller gets the notice at once instead), and its lists are taken, under
+ * the lock, exactly once.
+ */
+#ifndef TR_SIGNAL_H
+#define TR_SIGNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "troupe/msg.h"
+
+struct tr_actor;
+struct tr_system;
+
+typedef struct tr__signal {
+    struct tr__signal *next;
+    tr_msg msg;                  /* as it will be delivered */
+} tr__signal;
+
+/* A watcher of this actor, told by a DOWN when it ends. */
+typedef struct tr__monitor {
+    tr_ref watcher, id;
+} tr__monitor;
+
+/* An actor's signal state; zero-filled is empty. */
+typedef struct tr__signals {
+    tr__signal *head, *tail;     /* queued, oldest first */
+    tr_ref *links;               /* linked actors */
+    uint32_t nlinks, links_cap;
+    tr__monitor *monitors;       /* who watches us */
+    uint32_t nmonitors, monitors_cap;
+    bool exited;                 /* ended: lists taken, no more added */
+} tr__signals;
+
+/* Take the oldest deliverable signal as a message; false if none.  Exits
+ * that do not concern a non-trapping actor are dropped on the way. */
+bool tr__signal_take(struct tr_actor *a, tr_msg *out);
+
+/* True if a signal is queued (the owner only, or as a hint). */
+bool tr__signal_pending(struct tr_actor *a);
+
+/* The actor has ended with `reason`: tell its links and monitors, free
+ * what is queued.  Runs once, from tr__actor_finish. */
+void tr__signal_exit(struct tr_actor *a, int reason);
+
+/* A monitor of an actor already gone: its DOWN (reason TR_ENOACTOR). */
+void tr__signal_down_now(struct tr_system *sys, tr_ref watcher, tr_ref target, tr_ref id);
+
+/* Drop a queued DOWN of monitor `id` (demonitor); true if there was one. */
+bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id);
+
+/* Take `gone` off the links of the actor behind `ref` (it ended). */
+void tr__link_forget(struct tr_system *sys, tr_ref ref, tr_ref gone);
+
+/* Free whatever is left (actor destruction). */
+void tr__signal_destroy(struct tr_actor *a);
+
+#endif

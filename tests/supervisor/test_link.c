@@ -1,0 +1,325 @@
+/* test_link.c - links, monitors, trapping exits, and notices that a full
+ * mailbox does not hold back. */
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static tr_mailbox *done_mb; /* the main thread's: actors report here */
+
+static void report(uint64_t tag, uint64_t a, uint64_t b)
+{
+    tr_actor *self = tr_current();
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), tag, a, b);
+}
+
+/* A handler that ends on message 1, with the reason it carries. */
+static int ends_with(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    if (m->tag != 1)
+        return 0;
+    return m->a ? (int)(int64_t)m->a : TR_STOP;
+}
+
+static tr_ref spawn_ender(tr_system *sys)
+{
+    tr_ref r;
+    assert_int_equal(tr_spawn(sys, ends_with, NULL, &r), 0);
+    return r;
+}
+
+static void end_it(tr_system *sys, tr_ref r, int reason)
+{
+    tr_msg m = tr_msg_words(1, (uint64_t)(int64_t)reason, 0);
+    assert_int_equal(tr_send(sys, r, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+}
+
+/* ---- monitors ------------------------------------------------------------ */
+
+static tr_ref target_ref;
+
+/* Two monitors of the target, one taken back; reports each DOWN. */
+static int watcher(tr_actor *self)
+{
+    (void)self;
+    tr_ref m1, m2, m3;
+    if (tr_monitor(target_ref, &m1) || tr_monitor(target_ref, &m2) ||
+        tr_monitor(target_ref, &m3) || m1 == m2 || m2 == m3)
+        return -1;
+    if (tr_demonitor(target_ref, m3) != 0 || tr_demonitor(target_ref, m3) != TR_ENOACTOR)
+        return -2;
+    report(2, m1, m2); /* ready */
+    for (int i = 0; i < 2; i++) {
+        tr_msg m;
+        if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)))
+            return -3;
+        report(m.tag == TR_TAG_DOWN && m.from == target_ref ? 3 : 99, m.a, m.b);
+    }
+    tr_msg m; /* no third DOWN: the demonitored one stays silent */
+    report(4, (uint64_t)-tr_recv(&m, tr_after_ms(100)), 0);
+    return 0;
+}
+
+static void test_each_monitor_gets_its_down_with_the_reason(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    target_ref = spawn_ender(sys);
+    assert_int_equal(tr_spawn_loop(sys, watcher, NULL, NULL), 0);
+    tr_msg ready = test_recv(done_mb);
+    assert_int_equal(ready.tag, 2);
+    end_it(sys, target_ref, -42);
+    tr_ref seen[2];
+    for (int i = 0; i < 2; i++) {
+        tr_msg d = test_recv(done_mb);
+        assert_int_equal(d.tag, 3);
+        assert_int_equal((int64_t)d.b, -42);
+        seen[i] = d.a;
+    }
+    assert_true((seen[0] == ready.a && seen[1] == ready.b) ||
+                (seen[0] == ready.b && seen[1] == ready.a));
+    tr_msg last = test_recv(done_mb);
+    assert_int_equal(last.tag, 4);
+    assert_int_equal(-(int)last.a, TR_ETIMEDOUT);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* Monitoring an actor that has ended: the DOWN comes at once. */
+static int late_watcher(tr_actor *self)
+{
+    (void)self;
+    tr_ref mon;
+    if (tr_monitor(target_ref, &mon))
+        return -1;
+    tr_msg m;
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)))
+        return -2;
+    report(m.tag == TR_TAG_DOWN && m.a == mon && m.from == target_ref ? 5 : 99, m.b, 0);
+    return 0;
+}
+
+static void test_monitoring_an_ended_actor_delivers_down_at_once(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    target_ref = spawn_ender(sys);
+    end_it(sys, target_ref, 0);
+    tr_msg probe = tr_msg_words(7, 0, 0);
+    while (tr_try_send(sys, target_ref, &probe) != TR_ENOACTOR)
+        usleep(1000);
+    assert_int_equal(tr_spawn_loop(sys, late_watcher, NULL, NULL), 0);
+    tr_msg d = test_recv(done_mb);
+    assert_int_equal(d.tag, 5);
+    assert_int_equal((int)(int64_t)d.a, TR_ENOACTOR);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- links ---------------------------------------------------------------- */
+
+static tr_ref linked_ref;
+static atomic_int linked_ready;
+
+/* Links to target_ref, then waits in a receive for ever. */
+static int linked_waiter(tr_actor *self)
+{
+    (void)self;
+    if (tr_link(target_ref))
+        return -1;
+    atomic_store(&linked_ready, 1);
+    tr_msg m;
+    int rc = tr_recv(&m, TR_FOREVER);
+    return rc == TR_ECANCELED ? 12345 : -2; /* the link's reason wins */
+}
+
+/* Watches linked_ref and reports how it ended. */
+static int reason_reporter(tr_actor *self)
+{
+    (void)self;
+    tr_ref mon;
+    if (tr_monitor(linked_ref, &mon))
+        return -1;
+    report(6, 0, 0);
+    tr_msg m;
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || m.tag != TR_TAG_DOWN)
+        return -2;
+    report(7, m.b, 0);
+    return 0;
+}
+
+static void test_link_ends_the_other_with_the_same_reason_but_not_on_normal_exit(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+
+    for (int round = 0; round < 2; round++) {
+        atomic_store(&linked_ready, 0);
+        target_ref = spawn_ender(sys);
+        assert_int_equal(tr_spawn_loop(sys, linked_waiter, NULL, &linked_ref), 0);
+        while (!atomic_load(&linked_ready))
+            usleep(1000);
+        assert_int_equal(tr_spawn_loop(sys, reason_reporter, NULL, NULL), 0);
+        assert_int_equal(test_recv(done_mb).tag, 6);
+        if (round == 0) {
+            /* A normal end does not spread: the waiter lives on. */
+            end_it(sys, target_ref, 0);
+            usleep(50000);
+            tr_msg probe = tr_msg_words(9, 0, 0);
+            assert_int_equal(tr_try_send(sys, linked_ref, &probe), 0);
+            assert_int_equal(tr_cancel(sys, linked_ref), 0);
+            tr_msg r = test_recv(done_mb);
+            assert_int_equal(r.tag, 7);
+            /* it received the probe and returned -2; either way not -7 */
+            assert_true((int64_t)r.a == -2 || (int64_t)r.a == 12345);
+        } else {
+            end_it(sys, target_ref, -7);
+            tr_msg r = test_recv(done_mb);
+            assert_int_equal(r.tag, 7);
+            assert_int_equal((int64_t)r.a, -7);
+        }
+    }
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* Traps exits: both a normal and an error end arrive as messages, and
+ * the EXIT comes before the DOWN sent by the same actor. */
+static int trapper(tr_actor *self)
+{
+    (void)self;
+    tr_trap_exits(true);
+    tr_ref mon;
+    if (tr_link(target_ref) || tr_monitor(target_ref, &mon))
+        return -1;
+    report(8, 0, 0);
+    tr_msg m;
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)))
+        return -2;
+    report(m.tag == TR_TAG_EXIT && m.from == target_ref ? 9 : 99, m.a, 0);
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)))
+        return -3;
+    report(m.tag == TR_TAG_DOWN && m.a == mon ? 10 : 99, m.b, 0);
+    return 0;
+}
+
+static void test_trapping_actor_gets_exit_then_down_as_messages(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    for (int reason = 0; reason >= -3; reason -= 3) {
+        target_ref = spawn_ender(sys);
+        assert_int_equal(tr_spawn_loop(sys, trapper, NULL, NULL), 0);
+        assert_int_equal(test_recv(done_mb).tag, 8);
+        end_it(sys, target_ref, reason);
+        tr_msg e = test_recv(done_mb);
+        assert_int_equal(e.tag, 9);
+        assert_int_equal((int64_t)e.a, reason);
+        tr_msg d = test_recv(done_mb);
+        assert_int_equal(d.tag, 10);
+        assert_int_equal((int64_t)d.a, reason);
+    }
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- a full mailbox does not hold notices back --------------------------- */
+
+
+static int full_watcher(tr_actor *self)
+{
+    tr_mailbox *gate;
+    if (tr_mailbox_new(tr_actor_system(self), 1, &gate))
+        return -1;
+    tr_ref mon;
+    if (tr_monitor(target_ref, &mon))
+        return -2;
+    report(11, tr_mailbox_ref(gate), 0);
+    tr_msg m;
+    if (tr_mailbox_recv(gate, &m, tr_after_ms(TEST_DEADLINE_MS)))
+        return -3;
+    /* Our own mailbox is full of messages; the DOWN comes first anyway. */
+    if (tr_recv(&m, TR_NOW))
+        return -4;
+    report(12, m.tag == TR_TAG_DOWN && m.a == mon, 0);
+    return 0;
+}
+
+static void test_down_is_not_held_back_by_a_full_mailbox(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    target_ref = spawn_ender(sys);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 1;
+    tr_ref w;
+    assert_int_equal(tr_spawn_loop(sys, full_watcher, &o, &w), 0);
+    tr_msg ready = test_recv(done_mb);
+    assert_int_equal(ready.tag, 11);
+    tr_msg filler = tr_msg_words(13, 0, 0);
+    assert_int_equal(tr_send(sys, w, &filler, TR_NOW), 0);
+    assert_int_equal(tr_try_send(sys, w, &filler), TR_EFULL);
+    end_it(sys, target_ref, -1);
+    usleep(20000);
+    tr_msg go = tr_msg_words(14, 0, 0);
+    assert_int_equal(tr_send(sys, ready.a, &go, TR_NOW), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal(r.tag, 12);
+    assert_int_equal(r.a, 1);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- bad calls ------------------------------------------------------------- */
+
+static int misuser(tr_actor *self)
+{
+    tr_ref mon;
+    report(15, (uint64_t)-tr_link(tr_actor_ref(self)),
+           (uint64_t)-tr_link(tr_actor_ref(self) + (1ull << 32)));
+    report(16, (uint64_t)-tr_monitor(target_ref, NULL),
+           (uint64_t)-tr_demonitor(target_ref, 12345));
+    (void)mon;
+    return 0;
+}
+
+static void test_bad_link_and_monitor_calls_are_refused(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    tr_ref mon;
+    assert_int_equal(tr_link(1), TR_ECONTEXT);
+    assert_int_equal(tr_unlink(1), TR_ECONTEXT);
+    assert_int_equal(tr_monitor(1, &mon), TR_ECONTEXT);
+    assert_int_equal(tr_demonitor(1, 1), TR_ECONTEXT);
+    assert_int_equal(tr_trap_exits(true), TR_ECONTEXT);
+    target_ref = spawn_ender(sys);
+    assert_int_equal(tr_spawn_loop(sys, misuser, NULL, NULL), 0);
+    tr_msg a = test_recv(done_mb), b = test_recv(done_mb);
+    assert_int_equal(-(int)a.a, TR_EINVAL);
+    assert_int_equal(-(int)a.b, TR_ENOACTOR);
+    assert_int_equal(-(int)b.a, TR_EINVAL);
+    assert_int_equal(-(int)b.b, TR_ENOACTOR);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_monitor_gets_its_down_with_the_reason),
+        cmocka_unit_test(test_monitoring_an_ended_actor_delivers_down_at_once),
+        cmocka_unit_test(test_link_ends_the_other_with_the_same_reason_but_not_on_normal_exit),
+        cmocka_unit_test(test_trapping_actor_gets_exit_then_down_as_messages),
+        cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
+        cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
+    };
+    return cmocka_run_group_tests_name("link", tests, NULL, NULL);
+}
