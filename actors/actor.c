@@ -244,7 +244,7 @@ int tr_cancel(tr_system *sys, tr_ref ref)
 bool tr_cancelled(void)
 {
     tr_actor *a = tr_current();
-    return a && tr__actor_cancelled(a);
+    return a && atomic_load(&a->cancelled);
 }
 
 tr_actor *tr_current(void)

@@ -135,6 +135,7 @@ struct tr_actor {
     _Atomic uint32_t park_token;    /* even: a wait in progress; odd: none */
     atomic_int park_kind;
     atomic_bool cancelled;          /* set once by tr_cancel */
+    atomic_bool shielded;           /* its own waits ignore the cancel */
 
     tr_handler handler;
     tr_body body;
@@ -218,11 +219,22 @@ void tr__actor_park_cancel(struct tr_actor *a, uint32_t token);
  */
 void tr__actor_interrupt(struct tr_actor *a);
 
-/* True once the actor is cancelled.  seq_cst: a blocking call reads it
- * after publishing its wait; tr_cancel sets it before interrupting. */
+/* True once the actor is cancelled (and not shielded).  seq_cst: a
+ * blocking call reads it after publishing its wait; tr_cancel sets it
+ * before interrupting. */
 static inline bool tr__actor_cancelled(struct tr_actor *a)
 {
-    return atomic_load(&a->cancelled);
+    return atomic_load(&a->cancelled) && !atomic_load_explicit(&a->shielded, memory_order_relaxed);
+}
+
+/*
+ * Shield the actor's own waits from its cancellation, for cleanup that
+ * must wait (a supervisor stopping its children).  Only the actor itself
+ * may call it; tr_cancelled still tells the truth.
+ */
+static inline void tr__actor_shield(struct tr_actor *a, bool on)
+{
+    atomic_store_explicit(&a->shielded, on, memory_order_relaxed);
 }
 
 /* Called by a timer: the park with `token` has reached its deadline. */

@@ -16,6 +16,7 @@
 #include "troupe/mailbox.h"
 #include "troupe/select.h"
 #include "troupe/link.h"
+#include "troupe/supervisor.h"
 #include "troupe/timer.h"
 
 #endif

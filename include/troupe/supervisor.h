@@ -1,0 +1,112 @@
+/*
+ * troupe/supervisor.h - supervisors: actors that start children, watch
+ * them and restart them by a strategy (Erlang/OTP's supervisor).
+ *
+ * A supervisor starts its children in the order of their specs, links to
+ * each and traps their exits.  When a child ends, its restart type says
+ * whether it comes back: permanent always, transient only after an
+ * abnormal end (a reason other than 0), temporary never.  The strategy
+ * says who comes back with it: one_for_one only that child; one_for_all
+ * every child (the others are stopped first, in reverse order);
+ * rest_for_one that child and the ones started after it.
+ *
+ * Restart intensity: more than `intensity` restarts within `period_ns`
+ * make the supervisor give up: it stops its children and ends with
+ * TR_ELIMIT, so that the failure escalates to its own supervisor.  A
+ * restart may wait: the delay starts at `backoff_base_ns`, doubles with
+ * each restart of the same child up to `backoff_cap_ns`, is spread by
+ * +/- `jitter_percent`, and falls back to the base once the child has run
+ * for `backoff_reset_ns` without failing.
+ *
+ * Stopping: cancelling a supervisor stops its children in reverse order;
+ * each is cancelled and given its `shutdown_ns` to end (a child that is a
+ * supervisor first stops its own, so a whole tree ends depth first).  A
+ * child still running after its deadline is left behind: it is reported
+ * in the supervisor's exit and ends whenever it next reaches a blocking
+ * call (C cannot stop code that never yields).  Then the supervisor ends
+ * with TR_ECANCELED.
+ */
+#ifndef TROUPE_SUPERVISOR_H
+#define TROUPE_SUPERVISOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/export.h"
+#include "troupe/msg.h"
+#include "troupe/system.h"
+#include "troupe/time.h"
+
+typedef enum tr_restart { TR_PERMANENT = 0, TR_TRANSIENT, TR_TEMPORARY } tr_restart;
+typedef enum tr_strategy { TR_ONE_FOR_ONE = 0, TR_ONE_FOR_ALL, TR_REST_FOR_ONE } tr_strategy;
+
+/*
+ * Starts one child: spawn it (tr_spawn, tr_spawn_loop, or
+ * tr_supervisor_start for a child supervisor) and store its ref.  Called
+ * by the supervisor, in the supervisor actor.  Returns 0 or an error code.
+ */
+typedef int (*tr_child_start)(tr_system *sys, void *arg, tr_ref *child);
+
+typedef struct tr_child_spec {
+    const char *name;        /* for introspection; copied */
+    tr_child_start start;
+    void *arg;
+    tr_restart restart;
+    int64_t shutdown_ns;     /* how long it may take to end when stopped */
+} tr_child_spec;
+
+typedef struct tr_supervisor_opts {
+    tr_strategy strategy;
+    uint32_t intensity;      /* restarts allowed ... */
+    int64_t period_ns;       /* ... within this window */
+    int64_t backoff_base_ns; /* 0: restart at once */
+    int64_t backoff_cap_ns;
+    uint32_t jitter_percent;
+    int64_t backoff_reset_ns;
+} tr_supervisor_opts;
+
+#define TR_SUPERVISOR_OPTS_INIT                                              \
+    ((tr_supervisor_opts){.strategy = TR_ONE_FOR_ONE, .intensity = 3,       \
+                          .period_ns = 5000000000ll, .backoff_base_ns = 0,   \
+                          .backoff_cap_ns = 1000000000ll, .jitter_percent = 0, \
+                          .backoff_reset_ns = 10000000000ll})
+
+/*
+ * tr_supervisor_start - spawn a supervisor with `n` children (specs are
+ * copied).  It starts them before its first restart decision; a child
+ * that fails to start makes it stop the ones started and end with that
+ * error.  Any thread may call it.  Returns 0, TR_EINVAL (NULL system or
+ * start function, n over TR_SUPERVISOR_MAX), TR_ENOMEM, or tr_spawn's
+ * errors.
+ */
+#define TR_SUPERVISOR_MAX 4096
+TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
+                               const tr_child_spec *children, size_t n,
+                               tr_ref *out);
+
+typedef enum tr_child_state {
+    TR_CHILD_RUNNING = 0,
+    TR_CHILD_RESTARTING,     /* waiting for its restart delay */
+    TR_CHILD_STOPPED         /* ended and not to come back */
+} tr_child_state;
+
+typedef struct tr_child_info {
+    char name[32];
+    tr_ref ref;              /* TR_REF_NONE unless running */
+    tr_child_state state;
+    uint32_t restarts;       /* times it was restarted */
+} tr_child_info;
+
+/*
+ * tr_supervisor_children - a snapshot of the supervisor's children, in
+ * start order: up to `cap` entries in `out`, their number in *n.  Asks
+ * the supervisor and waits for its answer until `deadline`.  Any thread
+ * or actor may call it (it makes a mailbox of its own for the answer).
+ * Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor), TR_ETIMEDOUT,
+ * or TR_ENOMEM.
+ */
+TR_API int tr_supervisor_children(tr_system *sys, tr_ref supervisor,
+                                  tr_child_info *out, size_t cap, size_t *n,
+                                  tr_deadline deadline);
+
+#endif

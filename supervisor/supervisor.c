@@ -1,0 +1,403 @@
+/*
+ * supervisor.c - the supervisor actor: start children in order, restart
+ * them by strategy and restart type, give up past the restart intensity,
+ * stop them in reverse order.  See troupe/supervisor.h for the rules.
+ *
+ * Implementation notes: a supervisor is a loop actor that traps exits and
+ * links to each child, so a child's end arrives as a TR_TAG_EXIT message
+ * however full its mailbox is.  Its receive deadline is the earliest
+ * pending restart (backoff).  Stopping children must wait for their exits
+ * even when the supervisor itself is being cancelled, so it shields its
+ * waits from its own cancellation for that part (Trio's shielded scopes).
+ * Introspection is a request message answered with a snapshot: the state
+ * stays the supervisor's own and needs no lock.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "../actors/runtime.h"
+
+#define TAG_CHILDREN ((uint64_t)-10) /* a: where to send the snapshot */
+
+typedef struct child {
+    tr_child_spec spec;
+    char name[32];
+    tr_ref ref;              /* TR_REF_NONE unless running */
+    tr_child_state state;
+    uint32_t restarts;
+    uint32_t streak;         /* restarts in a row, for the backoff */
+    int64_t started_at;
+    int64_t restart_at;      /* when RESTARTING */
+} child;
+
+typedef struct sup {
+    tr_supervisor_opts o;
+    size_t n;
+    child *kids;
+    int64_t *history;        /* times of recent restarts, a ring */
+    int *reasons;            /* per child, while others are being stopped */
+    uint32_t hnext, hlen;
+    uint64_t rng;
+} sup;
+
+static tr_system *sys_of(void)
+{
+    return tr_actor_system(tr_current());
+}
+
+static void free_sup(void *arg)
+{
+    sup *s = arg;
+    free(s->kids);
+    free(s->history);
+    free(s->reasons);
+    free(s);
+}
+
+static int start_child(sup *s, size_t i)
+{
+    child *c = &s->kids[i];
+    tr_ref ref = TR_REF_NONE;
+    int rc = c->spec.start(sys_of(), c->spec.arg, &ref);
+    if (rc)
+        return rc;
+    c->started_at = tr_now();
+    rc = tr_link(ref);
+    if (rc == TR_ENOACTOR) {
+        /* It ended before we could link: we never learn how, so it is
+         * taken as done (a child that must run on should not end at once). */
+        c->ref = TR_REF_NONE;
+        c->state = TR_CHILD_STOPPED;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    c->ref = ref;
+    c->state = TR_CHILD_RUNNING;
+    return 0;
+}
+
+static ssize_t find(sup *s, tr_ref ref)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->kids[i].ref == ref && ref)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void free_snapshot(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+}
+
+static void answer(sup *s, const tr_msg *req)
+{
+    tr_child_info *info = calloc(s->n ? s->n : 1, sizeof *info);
+    if (!info)
+        return; /* the asker times out */
+    for (size_t i = 0; i < s->n; i++) {
+        memcpy(info[i].name, s->kids[i].name, sizeof info[i].name);
+        info[i].ref = s->kids[i].ref;
+        info[i].state = s->kids[i].state;
+        info[i].restarts = s->kids[i].restarts;
+    }
+    tr_msg m = tr_msg_buf(TAG_CHILDREN, info, s->n * sizeof *info, free_snapshot);
+    if (tr_send(sys_of(), req->a, &m, tr_after_ms(100)))
+        tr_msg_release(&m);
+}
+
+/*
+ * Stop child i: cancel it and wait up to its shutdown time for its exit.
+ * Exits of other children that arrive meanwhile are marked on them (the
+ * caller's `others` counts those that need handling afterwards).
+ */
+static void stop_child(sup *s, size_t i, int *reasons)
+{
+    child *c = &s->kids[i];
+    if (!c->ref)
+        return;
+    tr_ref ref = c->ref;
+    tr_cancel(sys_of(), ref);
+    tr_deadline until = tr_after_ns(c->spec.shutdown_ns);
+    for (;;) {
+        tr_msg m;
+        int rc = tr_recv(&m, until);
+        if (rc) { /* past its deadline: left behind */
+            tr_unlink(ref);
+            break;
+        }
+        if (m.tag == TAG_CHILDREN) {
+            answer(s, &m);
+            continue;
+        }
+        if (m.tag != TR_TAG_EXIT) {
+            tr_msg_release(&m);
+            continue;
+        }
+        if (m.from == ref)
+            break;
+        ssize_t k = find(s, m.from);
+        if (k >= 0) { /* another child ended meanwhile */
+            s->kids[k].ref = TR_REF_NONE;
+            reasons[k] = (int)(int64_t)m.a;
+        }
+    }
+    c->ref = TR_REF_NONE;
+}
+
+/* Stop children hi, hi-1, ..., lo (reverse start order). */
+static void stop_range(sup *s, size_t lo, size_t hi, int *reasons)
+{
+    for (size_t i = hi + 1; i-- > lo;)
+        stop_child(s, i, reasons);
+}
+
+/* Delay before restarting c: exponential backoff with jitter. */
+static int64_t backoff(sup *s, child *c, int64_t now)
+{
+    if (now - c->started_at >= s->o.backoff_reset_ns)
+        c->streak = 0;
+    if (!s->o.backoff_base_ns)
+        return 0;
+    int64_t d = s->o.backoff_base_ns;
+    for (uint32_t k = 0; k < c->streak && d < s->o.backoff_cap_ns; k++)
+        d *= 2;
+    if (d > s->o.backoff_cap_ns)
+        d = s->o.backoff_cap_ns;
+    if (s->o.jitter_percent) {
+        s->rng = s->rng * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t span = d * (int64_t)s->o.jitter_percent / 100;
+        d += (int64_t)((s->rng >> 33) % (uint64_t)(2 * span + 1)) - span;
+    }
+    return d > 0 ? d : 0;
+}
+
+/* Restart child i now or after its backoff. */
+static int schedule(sup *s, size_t i, int64_t now)
+{
+    child *c = &s->kids[i];
+    if (c->spec.restart == TR_TEMPORARY) {
+        c->state = TR_CHILD_STOPPED;
+        return 0;
+    }
+    int64_t d = backoff(s, c, now);
+    c->streak++;
+    c->restarts++;
+    c->state = TR_CHILD_RESTARTING;
+    c->restart_at = now + d;
+    return d ? 0 : start_child(s, i);
+}
+
+/* One more restart; false if that exceeds the intensity. */
+static bool within_intensity(sup *s, int64_t now)
+{
+    uint32_t cap = s->o.intensity + 1;
+    s->history[s->hnext] = now;
+    s->hnext = (s->hnext + 1) % cap;
+    if (s->hlen < cap)
+        s->hlen++;
+    uint32_t recent = 0;
+    for (uint32_t k = 0; k < s->hlen; k++)
+        recent += now - s->history[k] <= s->o.period_ns;
+    return recent <= s->o.intensity;
+}
+
+static bool wants_restart(const child *c, int reason)
+{
+    switch (c->spec.restart) {
+    case TR_PERMANENT:
+        return true;
+    case TR_TRANSIENT: /* not after a normal end or being stopped */
+        return reason != 0 && reason != TR_ECANCELED;
+    default:
+        return false;
+    }
+}
+
+/* Child i ended with `reason`: 0, or the reason for the supervisor to end. */
+static int on_child_exit(sup *s, size_t i, int reason, int *reasons)
+{
+    child *c = &s->kids[i];
+    c->ref = TR_REF_NONE;
+    if (!wants_restart(c, reason)) {
+        c->state = TR_CHILD_STOPPED;
+        return 0;
+    }
+    int64_t now = tr_now();
+    if (!within_intensity(s, now))
+        return TR_ELIMIT;
+    size_t lo = i, hi = i;
+    if (s->o.strategy == TR_ONE_FOR_ALL)
+        lo = 0, hi = s->n - 1;
+    else if (s->o.strategy == TR_REST_FOR_ONE)
+        hi = s->n - 1;
+    if (hi > i)
+        stop_range(s, i + 1, hi, reasons);
+    if (lo < i)
+        stop_range(s, lo, i - 1, reasons);
+    for (size_t j = lo; j <= hi; j++) {
+        reasons[j] = 1; /* handled here */
+        if (s->kids[j].state == TR_CHILD_STOPPED && j != i)
+            continue;
+        int rc = schedule(s, j, now);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static tr_deadline next_restart(sup *s)
+{
+    tr_deadline t = TR_FOREVER;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->kids[i].state == TR_CHILD_RESTARTING && s->kids[i].restart_at < t)
+            t = s->kids[i].restart_at;
+    return t;
+}
+
+static int run_due_restarts(sup *s)
+{
+    int64_t now = tr_now();
+    for (size_t i = 0; i < s->n; i++) {
+        child *c = &s->kids[i];
+        if (c->state == TR_CHILD_RESTARTING && c->restart_at <= now) {
+            int rc = start_child(s, i);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Exits that arrived while other children were being stopped. */
+static int handle_deferred(sup *s, int *reasons)
+{
+    for (size_t k = 0; k < s->n; k++) {
+        if (reasons[k] == 1 || s->kids[k].ref || s->kids[k].state != TR_CHILD_RUNNING)
+            continue;
+        int r = reasons[k];
+        reasons[k] = 1;
+        int rc = on_child_exit(s, k, r, reasons);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int shut_down(sup *s, int reason)
+{
+    tr__actor_shield(tr_current(), true);
+    if (s->n)
+        stop_range(s, 0, s->n - 1, s->reasons);
+    return reason;
+}
+
+static int sup_body(tr_actor *self)
+{
+    sup *s = tr_actor_state(self);
+    if (tr_defer(free_sup, s)) {
+        free_sup(s);
+        return TR_ENOMEM;
+    }
+    tr_trap_exits(true);
+    int *reasons = s->reasons;
+    int rc = 0;
+    for (size_t i = 0; i < s->n && !rc; i++)
+        if ((rc = start_child(s, i)) != 0 && i > 0)
+            stop_range(s, 0, i - 1, reasons);
+    while (!rc) {
+        tr_msg m;
+        int r = tr_recv(&m, next_restart(s));
+        if (r == TR_ETIMEDOUT) {
+            rc = run_due_restarts(s);
+            continue;
+        }
+        if (r) {
+            rc = r; /* TR_ECANCELED: we are being stopped */
+            break;
+        }
+        if (m.tag == TAG_CHILDREN) {
+            answer(s, &m);
+        } else if (m.tag == TR_TAG_EXIT) {
+            ssize_t i = find(s, m.from);
+            if (i < 0) { /* our own supervisor went away */
+                rc = (int)(int64_t)m.a ? (int)(int64_t)m.a : TR_ESHUTDOWN;
+                break;
+            }
+            for (size_t k = 0; k < s->n; k++)
+                reasons[k] = 1;
+            rc = on_child_exit(s, (size_t)i, (int)(int64_t)m.a, reasons);
+            if (!rc)
+                rc = handle_deferred(s, reasons);
+        } else {
+            tr_msg_release(&m);
+        }
+    }
+    return shut_down(s, rc);
+}
+
+int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
+                        const tr_child_spec *children, size_t n, tr_ref *out)
+{
+    if (!sys || (n && !children) || n > TR_SUPERVISOR_MAX)
+        return TR_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!children[i].start || children[i].restart > TR_TEMPORARY)
+            return TR_EINVAL;
+    tr_supervisor_opts o = opts ? *opts : TR_SUPERVISOR_OPTS_INIT;
+    if (o.strategy > TR_REST_FOR_ONE || o.period_ns <= 0 || o.backoff_base_ns < 0 ||
+        o.backoff_cap_ns < o.backoff_base_ns || o.jitter_percent > 100)
+        return TR_EINVAL;
+    sup *s = calloc(1, sizeof *s);
+    if (!s)
+        return TR_ENOMEM;
+    s->o = o;
+    s->n = n;
+    s->rng = (uint64_t)tr_now() | 1;
+    s->kids = calloc(n ? n : 1, sizeof *s->kids);
+    s->history = calloc(o.intensity + 1, sizeof *s->history);
+    s->reasons = calloc(n ? n : 1, sizeof *s->reasons);
+    if (!s->kids || !s->history || !s->reasons) {
+        free_sup(s);
+        return TR_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s->kids[i].spec = children[i];
+        if (children[i].name)
+            strncpy(s->kids[i].name, children[i].name, sizeof s->kids[i].name - 1);
+        s->kids[i].spec.name = s->kids[i].name;
+    }
+    tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
+    so.state = s;
+    so.name = "supervisor";
+    int rc = tr_spawn_loop(sys, sup_body, &so, out);
+    if (rc)
+        free_sup(s);
+    return rc;
+}
+
+int tr_supervisor_children(tr_system *sys, tr_ref supervisor, tr_child_info *out,
+                           size_t cap, size_t *n, tr_deadline deadline)
+{
+    if (!sys || !n || (cap && !out))
+        return TR_EINVAL;
+    tr_mailbox *reply;
+    int rc = tr_mailbox_new(sys, 1, &reply);
+    if (rc)
+        return rc;
+    tr_msg req = tr_msg_words(TAG_CHILDREN, tr_mailbox_ref(reply), 0);
+    rc = tr_send(sys, supervisor, &req, deadline);
+    tr_msg m;
+    if (!rc)
+        rc = tr_mailbox_recv(reply, &m, deadline);
+    if (!rc) {
+        size_t have = m.len / sizeof(tr_child_info);
+        memcpy(out, m.ptr, (have < cap ? have : cap) * sizeof *out);
+        *n = have;
+        tr_msg_release(&m);
+    }
+    tr_mailbox_free(reply);
+    return rc;
+}
