@@ -2,9 +2,9 @@
  * link.c - tr_link, tr_monitor and friends: entries on the signal state
  * of the actors involved (signal.h), under their sig_lock.
  *
- * A link is an entry on both sides; a monitor one entry on the watched
- * actor.  Lists are small arrays that grow by doubling: links and
- * monitors are made at start-up and by supervisors, not per message.
+ * A link is an entry on both sides (a ref set: a supervisor has one per
+ * child, up to a hundred thousand); a monitor one entry on the watched
+ * actor, in an array that grows by doubling.
  */
 #include <stdlib.h>
 
@@ -24,14 +24,6 @@ static bool grow(void **items, uint32_t *n, uint32_t *cap, size_t size)
     return true;
 }
 
-static bool has_link(const tr__signals *s, tr_ref ref)
-{
-    for (uint32_t i = 0; i < s->nlinks; i++)
-        if (s->links[i] == ref)
-            return true;
-    return false;
-}
-
 /* Add `ref` to a's links; 0, TR_ENOACTOR (a has ended) or TR_ENOMEM. */
 static int add_link(struct tr_actor *a, tr_ref ref)
 {
@@ -39,12 +31,8 @@ static int add_link(struct tr_actor *a, tr_ref ref)
     tr__spin_lock(&a->sig_lock);
     if (a->sig.exited)
         rc = TR_ENOACTOR;
-    else if (!has_link(&a->sig, ref)) {
-        if (grow((void **)&a->sig.links, &a->sig.nlinks, &a->sig.links_cap, sizeof(tr_ref)))
-            a->sig.links[a->sig.nlinks++] = ref;
-        else
-            rc = TR_ENOMEM;
-    }
+    else if (!tr__refmap_put(&a->sig.links, ref, 0))
+        rc = TR_ENOMEM;
     tr__spin_unlock(&a->sig_lock);
     return rc;
 }
@@ -52,12 +40,7 @@ static int add_link(struct tr_actor *a, tr_ref ref)
 static void drop_link(struct tr_actor *a, tr_ref ref)
 {
     tr__spin_lock(&a->sig_lock);
-    for (uint32_t i = 0; i < a->sig.nlinks; i++) {
-        if (a->sig.links[i] == ref) {
-            a->sig.links[i] = a->sig.links[--a->sig.nlinks];
-            break;
-        }
-    }
+    tr__refmap_del(&a->sig.links, ref);
     tr__spin_unlock(&a->sig_lock);
 }
 

@@ -100,26 +100,32 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     tr__signals sig = a->sig;
     __atomic_store_n(&a->sig.head, NULL, __ATOMIC_RELAXED);
     a->sig.tail = NULL;
-    a->sig.links = NULL;
+    a->sig.links = (tr__refmap){0};
     a->sig.monitors = NULL;
-    a->sig.nlinks = a->sig.nmonitors = 0;
+    a->sig.nmonitors = 0;
     tr__spin_unlock(&a->sig_lock);
+    tr_ref *links = malloc((sig.links.len ? sig.links.len : 1) * sizeof *links);
+    if (links)
+        tr__refmap_keys(&sig.links, links);
 
     for (tr__signal *s = sig.head, *next; s; s = next) {
         next = s->next;
         free(s);
     }
-    for (uint32_t i = 0; i < sig.nlinks; i++) {
-        tr__link_forget(sys, sig.links[i], self);
+    /* Out of memory for the list: the linked actors are not told (rare;
+     * their own exits still reach us, harmlessly, as we are gone). */
+    for (size_t i = 0; links && i < sig.links.len; i++) {
+        tr__link_forget(sys, links[i], self);
         tr_msg m = {.tag = TR_TAG_EXIT, .from = self, .a = (uint64_t)(int64_t)reason};
-        send_signal(sys, sig.links[i], &m);
+        send_signal(sys, links[i], &m);
     }
+    free(links);
+    tr__refmap_free(&sig.links);
     for (uint32_t i = 0; i < sig.nmonitors; i++) {
         tr_msg m = {.tag = TR_TAG_DOWN, .from = self, .a = sig.monitors[i].id,
                     .b = (uint64_t)(int64_t)reason};
         send_signal(sys, sig.monitors[i].watcher, &m);
     }
-    free(sig.links);
     free(sig.monitors);
 }
 
@@ -155,7 +161,7 @@ void tr__signal_destroy(struct tr_actor *a)
         next = s->next;
         free(s);
     }
-    free(a->sig.links);
+    tr__refmap_free(&a->sig.links);
     free(a->sig.monitors);
     a->sig = (tr__signals){0};
 }

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "refmap.h"
 #include "troupe/msg.h"
 
 struct tr_actor;
@@ -39,8 +40,7 @@ typedef struct tr__monitor {
 /* An actor's signal state; zero-filled is empty. */
 typedef struct tr__signals {
     tr__signal *head, *tail;     /* queued, oldest first */
-    tr_ref *links;               /* linked actors */
-    uint32_t nlinks, links_cap;
+    tr__refmap links;            /* linked actors (values unused) */
     tr__monitor *monitors;       /* who watches us */
     uint32_t nmonitors, monitors_cap;
     bool exited;                 /* ended: lists taken, no more added */

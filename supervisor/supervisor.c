@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "../actors/runtime.h"
+#include "refmap.h"
 
 #define TAG_CHILDREN ((uint64_t)-10) /* a: where to send the snapshot */
 
@@ -37,6 +38,7 @@ typedef struct sup {
     child *kids;
     int64_t *history;        /* times of recent restarts, a ring */
     int *reasons;            /* per child, while others are being stopped */
+    tr__refmap running;      /* ref of each running child -> its index */
     uint32_t hnext, hlen;
     uint64_t rng;
 } sup;
@@ -52,7 +54,25 @@ static void free_sup(void *arg)
     free(s->kids);
     free(s->history);
     free(s->reasons);
+    tr__refmap_free(&s->running);
     free(s);
+}
+
+static ssize_t find(sup *s, tr_ref ref)
+{
+    uint32_t i;
+    return ref && tr__refmap_get(&s->running, ref, &i) ? (ssize_t)i : -1;
+}
+
+/* Child i is running as `ref`, or (ref 0) no longer; false if out of
+ * memory to remember it. */
+static bool set_ref(sup *s, size_t i, tr_ref ref)
+{
+    child *c = &s->kids[i];
+    if (c->ref)
+        tr__refmap_del(&s->running, c->ref);
+    c->ref = ref;
+    return !ref || tr__refmap_put(&s->running, ref, (uint32_t)i);
 }
 
 static int start_child(sup *s, size_t i)
@@ -67,23 +87,19 @@ static int start_child(sup *s, size_t i)
     if (rc == TR_ENOACTOR) {
         /* It ended before we could link: we never learn how, so it is
          * taken as done (a child that must run on should not end at once). */
-        c->ref = TR_REF_NONE;
+        set_ref(s, i, TR_REF_NONE);
         c->state = TR_CHILD_STOPPED;
         return 0;
     }
     if (rc)
         return rc;
-    c->ref = ref;
+    if (!set_ref(s, i, ref)) {
+        tr_unlink(ref);
+        tr_cancel(sys_of(), ref);
+        return TR_ENOMEM;
+    }
     c->state = TR_CHILD_RUNNING;
     return 0;
-}
-
-static ssize_t find(sup *s, tr_ref ref)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (s->kids[i].ref == ref && ref)
-            return (ssize_t)i;
-    return -1;
 }
 
 static void free_snapshot(void *ptr, size_t len)
@@ -140,16 +156,65 @@ static void stop_child(sup *s, size_t i, int *reasons)
             break;
         ssize_t k = find(s, m.from);
         if (k >= 0) { /* another child ended meanwhile */
-            s->kids[k].ref = TR_REF_NONE;
+            set_ref(s, (size_t)k, TR_REF_NONE);
             reasons[k] = (int)(int64_t)m.a;
         }
     }
-    c->ref = TR_REF_NONE;
+    set_ref(s, i, TR_REF_NONE);
+}
+
+/*
+ * Cancel children hi, ..., lo, then wait for all their exits, until the
+ * longest of their shutdown times; those left then are left behind.
+ */
+static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
+{
+    size_t left = 0;
+    int64_t longest = 0;
+    for (size_t i = hi + 1; i-- > lo;) {
+        child *c = &s->kids[i];
+        if (!c->ref)
+            continue;
+        tr_cancel(sys_of(), c->ref);
+        left++;
+        if (c->spec.shutdown_ns > longest)
+            longest = c->spec.shutdown_ns;
+    }
+    tr_deadline until = tr_after_ns(longest);
+    while (left) {
+        tr_msg m;
+        if (tr_recv(&m, until))
+            break;
+        if (m.tag == TAG_CHILDREN) {
+            answer(s, &m);
+            continue;
+        }
+        ssize_t k = m.tag == TR_TAG_EXIT ? find(s, m.from) : -1;
+        if (k < 0) {
+            tr_msg_release(&m);
+            continue;
+        }
+        set_ref(s, (size_t)k, TR_REF_NONE);
+        if ((size_t)k >= lo && (size_t)k <= hi)
+            left--;
+        else
+            reasons[k] = (int)(int64_t)m.a;
+    }
+    for (size_t i = lo; left && i <= hi; i++) {
+        if (s->kids[i].ref) {
+            tr_unlink(s->kids[i].ref);
+            set_ref(s, i, TR_REF_NONE);
+        }
+    }
 }
 
 /* Stop children hi, hi-1, ..., lo (reverse start order). */
 static void stop_range(sup *s, size_t lo, size_t hi, int *reasons)
 {
+    if (s->o.stop_at_once) {
+        stop_range_at_once(s, lo, hi, reasons);
+        return;
+    }
     for (size_t i = hi + 1; i-- > lo;)
         stop_child(s, i, reasons);
 }
@@ -220,7 +285,7 @@ static bool wants_restart(const child *c, int reason)
 static int on_child_exit(sup *s, size_t i, int reason, int *reasons)
 {
     child *c = &s->kids[i];
-    c->ref = TR_REF_NONE;
+    set_ref(s, i, TR_REF_NONE);
     if (!wants_restart(c, reason)) {
         c->state = TR_CHILD_STOPPED;
         return 0;

@@ -29,6 +29,7 @@
 #ifndef TROUPE_SUPERVISOR_H
 #define TROUPE_SUPERVISOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,11 @@ typedef struct tr_supervisor_opts {
     int64_t backoff_cap_ns;
     uint32_t jitter_percent;
     int64_t backoff_reset_ns;
+    /* Stop children all at once: cancel them all (in reverse order) and
+     * then wait for them, instead of one after the other.  For children
+     * that do not depend on each other, such as a pool of a hundred
+     * thousand connections; each still gets its shutdown_ns. */
+    bool stop_at_once;
 } tr_supervisor_opts;
 
 #define TR_SUPERVISOR_OPTS_INIT                                              \
@@ -79,7 +85,7 @@ typedef struct tr_supervisor_opts {
  * start function, n over TR_SUPERVISOR_MAX), TR_ENOMEM, or tr_spawn's
  * errors.
  */
-#define TR_SUPERVISOR_MAX 4096
+#define TR_SUPERVISOR_MAX 1000000
 TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
                                const tr_child_spec *children, size_t n,
                                tr_ref *out);

@@ -365,6 +365,50 @@ static void test_cancelling_a_three_level_tree_ends_every_leaf_once(void **state
     assert_int_equal(atomic_load(&leaves_cleaned), MIDS * LEAVES);
 }
 
+/* Stopping all at once: 10,000 children cancelled together all end. */
+static int start_flat_leaf_sup(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    static tr_child_spec leaves[MIDS * LEAVES];
+    for (intptr_t i = 0; i < MIDS * LEAVES; i++)
+        leaves[i] = (tr_child_spec){.name = "leaf", .start = start_leaf, .arg = (void *)i,
+                                    .restart = TR_PERMANENT, .shutdown_ns = 5000000000ll};
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.stop_at_once = true;
+    return tr_supervisor_start(sys, &o, leaves, MIDS * LEAVES, out);
+}
+
+static void test_stop_at_once_ends_every_child(void **state)
+{
+    (void)state;
+    atomic_store(&leaves_started, 0);
+    atomic_store(&leaves_cleaned, 0);
+    tr_system *sys = test_system(0);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    tr_spawn_opts bo = TR_SPAWN_OPTS_INIT;
+    bo.mailbox_capacity = 1;
+    tr_ref b;
+    assert_int_equal(tr_spawn_loop(sys, blocker, &bo, &b), 0);
+    full_box = b;
+    assert_int_equal(start_flat_leaf_sup(sys, NULL, &watched), 0);
+    for (int tries = 0; atomic_load(&leaves_started) < MIDS * LEAVES && tries < 20000; tries++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&leaves_started), MIDS * LEAVES);
+    assert_int_equal(tr_spawn_loop(sys, down_reporter, NULL, NULL), 0);
+    assert_int_equal(test_recv(done_mb).tag, 20);
+    usleep(20000);
+    int64_t t0 = tr_now();
+    assert_int_equal(tr_cancel(sys, watched), 0);
+    tr_msg d = test_recv(done_mb);
+    printf("   %d children ended at once in %lld ms\n", MIDS * LEAVES,
+           (long long)((tr_now() - t0) / 1000000));
+    assert_int_equal((int)(int64_t)d.a, TR_ECANCELED);
+    assert_int_equal(atomic_load(&leaves_cleaned), MIDS * LEAVES);
+    assert_int_equal(tr_cancel(sys, b), 0);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -398,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_intensity_escalates_through_two_levels),
         cmocka_unit_test(test_restart_delays_back_off_within_their_bounds),
         cmocka_unit_test(test_cancelling_a_three_level_tree_ends_every_leaf_once),
+        cmocka_unit_test(test_stop_at_once_ends_every_child),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
