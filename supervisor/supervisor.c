@@ -19,7 +19,22 @@
 #include "../actors/runtime.h"
 #include "refmap.h"
 
-#define TAG_CHILDREN ((uint64_t)-10) /* a: where to send the snapshot */
+/*
+ * Requests from tr_supervisor_children, _start_child and _terminate_child:
+ * a heap payload, answered to `reply`.  Those that change the children
+ * wait (on `deferred`) while the supervisor is stopping some.
+ */
+#define TAG_REQUEST ((uint64_t)-10)
+#define TAG_REPLY ((uint64_t)-11)
+enum { OP_CHILDREN = 1, OP_START, OP_TERMINATE };
+
+typedef struct request {
+    int op;
+    tr_ref reply;
+    tr_child_spec spec;      /* OP_START */
+    tr_ref child;            /* OP_TERMINATE */
+    struct request *next;
+} request;
 
 typedef struct child {
     tr_child_spec spec;
@@ -39,6 +54,8 @@ typedef struct sup {
     int64_t *history;        /* times of recent restarts, a ring */
     int *reasons;            /* per child, while others are being stopped */
     tr__refmap running;      /* ref of each running child -> its index */
+    size_t cap;              /* kids allocated */
+    request *deferred, **deferred_tail;
     uint32_t hnext, hlen;
     uint64_t rng;
 } sup;
@@ -55,6 +72,10 @@ static void free_sup(void *arg)
     free(s->history);
     free(s->reasons);
     tr__refmap_free(&s->running);
+    for (request *r = s->deferred, *next; r; r = next) {
+        next = r->next;
+        free(r);
+    }
     free(s);
 }
 
@@ -102,13 +123,19 @@ static int start_child(sup *s, size_t i)
     return 0;
 }
 
-static void free_snapshot(void *ptr, size_t len)
+static void free_payload(void *ptr, size_t len)
 {
     (void)len;
     free(ptr);
 }
 
-static void answer(sup *s, const tr_msg *req)
+static void reply(const request *r, tr_msg *m)
+{
+    if (tr_send(sys_of(), r->reply, m, tr_after_ms(100)))
+        tr_msg_release(m); /* the asker gave up */
+}
+
+static void answer_children(sup *s, const request *r)
 {
     tr_child_info *info = calloc(s->n ? s->n : 1, sizeof *info);
     if (!info)
@@ -119,9 +146,24 @@ static void answer(sup *s, const tr_msg *req)
         info[i].state = s->kids[i].state;
         info[i].restarts = s->kids[i].restarts;
     }
-    tr_msg m = tr_msg_buf(TAG_CHILDREN, info, s->n * sizeof *info, free_snapshot);
-    if (tr_send(sys_of(), req->a, &m, tr_after_ms(100)))
-        tr_msg_release(&m);
+    tr_msg m = tr_msg_buf(TAG_REPLY, info, s->n * sizeof *info, free_payload);
+    reply(r, &m);
+}
+
+/* A request that arrives while children are being stopped: snapshots are
+ * answered at once, changes wait for the main loop. */
+static void hold_request(sup *s, tr_msg *m)
+{
+    request *r = m->ptr;
+    if (r->op == OP_CHILDREN) {
+        answer_children(s, r);
+        tr_msg_release(m);
+        return;
+    }
+    m->free_fn = NULL; /* ours now, on the list */
+    r->next = NULL;
+    *s->deferred_tail = r;
+    s->deferred_tail = &r->next;
 }
 
 /*
@@ -144,8 +186,8 @@ static void stop_child(sup *s, size_t i, int *reasons)
             tr_unlink(ref);
             break;
         }
-        if (m.tag == TAG_CHILDREN) {
-            answer(s, &m);
+        if (m.tag == TAG_REQUEST) {
+            hold_request(s, &m);
             continue;
         }
         if (m.tag != TR_TAG_EXIT) {
@@ -185,8 +227,8 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
         tr_msg m;
         if (tr_recv(&m, until))
             break;
-        if (m.tag == TAG_CHILDREN) {
-            answer(s, &m);
+        if (m.tag == TAG_REQUEST) {
+            hold_request(s, &m);
             continue;
         }
         ssize_t k = m.tag == TR_TAG_EXIT ? find(s, m.from) : -1;
@@ -351,6 +393,93 @@ static int handle_deferred(sup *s, int *reasons)
     return 0;
 }
 
+/* Room for one more child (kids and the per-child scratch grow). */
+static bool reserve(sup *s)
+{
+    if (s->n < s->cap)
+        return true;
+    size_t cap = s->cap ? s->cap * 2 : 4;
+    child *kids = realloc(s->kids, cap * sizeof *kids);
+    if (!kids)
+        return false;
+    s->kids = kids;
+    int *reasons = realloc(s->reasons, cap * sizeof *reasons);
+    if (!reasons)
+        return false;
+    s->reasons = reasons;
+    s->cap = cap;
+    return true;
+}
+
+static void set_spec(child *c, const tr_child_spec *spec)
+{
+    memset(c, 0, sizeof *c);
+    c->spec = *spec;
+    if (spec->name)
+        strncpy(c->name, spec->name, sizeof c->name - 1);
+    c->spec.name = NULL; /* the copy in c->name is the one to use */
+}
+
+/* A child added at run time, started after all the others. */
+static int add_child(sup *s, const tr_child_spec *spec, tr_ref *ref)
+{
+    if (s->o.max_children && s->n >= s->o.max_children)
+        return TR_ELIMIT;
+    if (!reserve(s))
+        return TR_ENOMEM;
+    size_t i = s->n++;
+    set_spec(&s->kids[i], spec);
+    int rc = start_child(s, i);
+    if (rc)
+        s->n--;
+    *ref = rc ? TR_REF_NONE : s->kids[i].ref;
+    return rc;
+}
+
+/* Forget child i (stopped): the ones after it move up. */
+static void remove_child(sup *s, size_t i)
+{
+    set_ref(s, i, TR_REF_NONE);
+    memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof *s->kids);
+    s->n--;
+    for (size_t j = i; j < s->n; j++)
+        if (s->kids[j].ref)
+            tr__refmap_put(&s->running, s->kids[j].ref, (uint32_t)j); /* replaces */
+}
+
+/* 0, or the reason for the supervisor to end. */
+static int handle_request(sup *s, request *r)
+{
+    int rc = 0;
+    tr_ref ref = TR_REF_NONE;
+    switch (r->op) {
+    case OP_CHILDREN:
+        answer_children(s, r);
+        return 0;
+    case OP_START:
+        rc = add_child(s, &r->spec, &ref);
+        break;
+    default: {
+        ssize_t i = find(s, r->child);
+        if (i < 0) {
+            rc = TR_ENOACTOR;
+            break;
+        }
+        for (size_t k = 0; k < s->n; k++)
+            s->reasons[k] = 1;
+        stop_child(s, (size_t)i, s->reasons);
+        remove_child(s, (size_t)i);
+        int exits = handle_deferred(s, s->reasons);
+        tr_msg m = tr_msg_words(TAG_REPLY, 0, 0);
+        reply(r, &m);
+        return exits;
+    }
+    }
+    tr_msg m = tr_msg_words(TAG_REPLY, (uint64_t)(int64_t)rc, ref);
+    reply(r, &m);
+    return 0;
+}
+
 static int shut_down(sup *s, int reason)
 {
     tr__actor_shield(tr_current(), true);
@@ -367,11 +496,10 @@ static int sup_body(tr_actor *self)
         return TR_ENOMEM;
     }
     tr_trap_exits(true);
-    int *reasons = s->reasons;
     int rc = 0;
     for (size_t i = 0; i < s->n && !rc; i++)
         if ((rc = start_child(s, i)) != 0 && i > 0)
-            stop_range(s, 0, i - 1, reasons);
+            stop_range(s, 0, i - 1, s->reasons);
     while (!rc) {
         tr_msg m;
         int r = tr_recv(&m, next_restart(s));
@@ -383,8 +511,9 @@ static int sup_body(tr_actor *self)
             rc = r; /* TR_ECANCELED: we are being stopped */
             break;
         }
-        if (m.tag == TAG_CHILDREN) {
-            answer(s, &m);
+        if (m.tag == TAG_REQUEST) {
+            rc = handle_request(s, m.ptr);
+            tr_msg_release(&m);
         } else if (m.tag == TR_TAG_EXIT) {
             ssize_t i = find(s, m.from);
             if (i < 0) { /* our own supervisor went away */
@@ -392,12 +521,19 @@ static int sup_body(tr_actor *self)
                 break;
             }
             for (size_t k = 0; k < s->n; k++)
-                reasons[k] = 1;
-            rc = on_child_exit(s, (size_t)i, (int)(int64_t)m.a, reasons);
+                s->reasons[k] = 1; /* (it grows with dynamic children) */
+            rc = on_child_exit(s, (size_t)i, (int)(int64_t)m.a, s->reasons);
             if (!rc)
-                rc = handle_deferred(s, reasons);
+                rc = handle_deferred(s, s->reasons);
         } else {
             tr_msg_release(&m);
+        }
+        while (!rc && s->deferred) {
+            request *r = s->deferred;
+            if (!(s->deferred = r->next))
+                s->deferred_tail = &s->deferred;
+            rc = handle_request(s, r);
+            free(r);
         }
     }
     return shut_down(s, rc);
@@ -428,12 +564,10 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
         free_sup(s);
         return TR_ENOMEM;
     }
-    for (size_t i = 0; i < n; i++) {
-        s->kids[i].spec = children[i];
-        if (children[i].name)
-            strncpy(s->kids[i].name, children[i].name, sizeof s->kids[i].name - 1);
-        s->kids[i].spec.name = s->kids[i].name;
-    }
+    s->cap = n ? n : 1;
+    s->deferred_tail = &s->deferred;
+    for (size_t i = 0; i < n; i++)
+        set_spec(&s->kids[i], &children[i]);
     tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
     so.state = s;
     so.name = "supervisor";
@@ -443,26 +577,86 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
     return rc;
 }
 
+/*
+ * Ask the supervisor and wait for its answer in a mailbox of our own.
+ * Takes `r` (heap); a late answer, after the deadline, is lost with the
+ * mailbox, and what the supervisor did stays done.
+ */
+static int ask(tr_system *sys, tr_ref supervisor, request *r, tr_msg *answer,
+               tr_deadline deadline)
+{
+    tr_mailbox *mb;
+    int rc = tr_mailbox_new(sys, 1, &mb);
+    if (rc) {
+        free(r);
+        return rc;
+    }
+    r->reply = tr_mailbox_ref(mb);
+    tr_msg m = tr_msg_buf(TAG_REQUEST, r, sizeof *r, free_payload);
+    rc = tr_send(sys, supervisor, &m, deadline);
+    if (rc)
+        tr_msg_release(&m);
+    else
+        rc = tr_mailbox_recv(mb, answer, deadline);
+    tr_mailbox_free(mb);
+    return rc;
+}
+
+static request *new_request(int op)
+{
+    request *r = calloc(1, sizeof *r);
+    if (r)
+        r->op = op;
+    return r;
+}
+
 int tr_supervisor_children(tr_system *sys, tr_ref supervisor, tr_child_info *out,
                            size_t cap, size_t *n, tr_deadline deadline)
 {
     if (!sys || !n || (cap && !out))
         return TR_EINVAL;
-    tr_mailbox *reply;
-    int rc = tr_mailbox_new(sys, 1, &reply);
-    if (rc)
-        return rc;
-    tr_msg req = tr_msg_words(TAG_CHILDREN, tr_mailbox_ref(reply), 0);
-    rc = tr_send(sys, supervisor, &req, deadline);
+    request *r = new_request(OP_CHILDREN);
+    if (!r)
+        return TR_ENOMEM;
     tr_msg m;
-    if (!rc)
-        rc = tr_mailbox_recv(reply, &m, deadline);
+    int rc = ask(sys, supervisor, r, &m, deadline);
     if (!rc) {
         size_t have = m.len / sizeof(tr_child_info);
         memcpy(out, m.ptr, (have < cap ? have : cap) * sizeof *out);
         *n = have;
         tr_msg_release(&m);
     }
-    tr_mailbox_free(reply);
     return rc;
+}
+
+int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
+                              const tr_child_spec *spec, tr_ref *child,
+                              tr_deadline deadline)
+{
+    if (!sys || !spec || !spec->start || spec->restart > TR_TEMPORARY)
+        return TR_EINVAL;
+    request *r = new_request(OP_START);
+    if (!r)
+        return TR_ENOMEM;
+    r->spec = *spec;
+    r->spec.name = NULL; /* the caller's string may not outlive the call */
+    tr_msg m;
+    int rc = ask(sys, supervisor, r, &m, deadline);
+    if (!rc && !(rc = (int)(int64_t)m.a) && child)
+        *child = m.b;
+    return rc;
+}
+
+int tr_supervisor_terminate_child(tr_system *sys, tr_ref supervisor, tr_ref child,
+                                  tr_deadline deadline)
+{
+    if (!sys)
+        return TR_EINVAL;
+    request *r = new_request(OP_TERMINATE);
+    if (!r)
+        return TR_ENOMEM;
+    r->child = child;
+    tr_msg m;
+    int rc = ask(sys, supervisor, r, &m, deadline);
+    return rc ? rc : (int)(int64_t)m.a;
 }

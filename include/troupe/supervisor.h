@@ -69,6 +69,8 @@ typedef struct tr_supervisor_opts {
      * that do not depend on each other, such as a pool of a hundred
      * thousand connections; each still gets its shutdown_ns. */
     bool stop_at_once;
+    /* Most children at once, counting those added at run time (0: any). */
+    uint32_t max_children;
 } tr_supervisor_opts;
 
 #define TR_SUPERVISOR_OPTS_INIT                                              \
@@ -89,6 +91,28 @@ typedef struct tr_supervisor_opts {
 TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
                                const tr_child_spec *children, size_t n,
                                tr_ref *out);
+
+/*
+ * tr_supervisor_start_child - add a child at run time (like OTP's
+ * DynamicSupervisor): the supervisor starts it after the others and
+ * supervises it like them; *child receives its ref.  The spec's name is
+ * not kept (dynamic children are named ""), the rest is copied.
+ * Returns 0, the start function's error, TR_ELIMIT (max_children),
+ * TR_EINVAL, TR_ENOACTOR (no such supervisor), TR_ETIMEDOUT (no answer
+ * by the deadline: the child may still have been started), or TR_ENOMEM.
+ */
+TR_API int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
+                                     const tr_child_spec *spec, tr_ref *child,
+                                     tr_deadline deadline);
+
+/*
+ * tr_supervisor_terminate_child - stop a child (as the supervisor stops
+ * children: cancel, then wait its shutdown time) and forget it: it is not
+ * restarted.  Returns 0, TR_ENOACTOR (no such supervisor or child),
+ * TR_ETIMEDOUT, TR_EINVAL or TR_ENOMEM.
+ */
+TR_API int tr_supervisor_terminate_child(tr_system *sys, tr_ref supervisor,
+                                         tr_ref child, tr_deadline deadline);
 
 typedef enum tr_child_state {
     TR_CHILD_RUNNING = 0,

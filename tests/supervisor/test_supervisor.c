@@ -409,6 +409,44 @@ static void test_stop_at_once_ends_every_child(void **state)
     tr_system_free(sys);
 }
 
+static void test_dynamic_children_start_stop_and_respect_the_limit(void **state)
+{
+    (void)state;
+    reset_journal();
+    tr_system *sys = test_system(2);
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.max_children = 3;
+    tr_ref sup, kid[4];
+    assert_int_equal(tr_supervisor_start(sys, &o, NULL, 0, &sup), 0);
+    for (int k = 0; k < 3; k++) {
+        tr_child_spec c = worker_spec(k, TR_PERMANENT);
+        assert_int_equal(tr_supervisor_start_child(sys, sup, &c, &kid[k], tr_after_ms(TEST_DEADLINE_MS)), 0);
+    }
+    tr_child_spec extra = worker_spec(3, TR_PERMANENT);
+    assert_int_equal(tr_supervisor_start_child(sys, sup, &extra, &kid[3], tr_after_ms(TEST_DEADLINE_MS)),
+                     TR_ELIMIT);
+    expect_journal((int[]){1, 2, 3}, 3);
+    /* A dynamic child is supervised like any other... */
+    fail_child(sys, 1, 1, -42);
+    expect_journal((int[]){1, 2, 3, -2, 2}, 5);
+    /* ...and a terminated one is gone for good. */
+    assert_int_equal(tr_supervisor_terminate_child(sys, sup, kid[0], tr_after_ms(TEST_DEADLINE_MS)), 0);
+    expect_journal((int[]){1, 2, 3, -2, 2, -1}, 6);
+    assert_int_equal(tr_supervisor_terminate_child(sys, sup, kid[0], tr_after_ms(TEST_DEADLINE_MS)),
+                     TR_ENOACTOR);
+    tr_child_info info[4];
+    size_t n = 0;
+    assert_int_equal(tr_supervisor_children(sys, sup, info, 4, &n, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(info[0].restarts, 1); /* child 1, restarted once */
+    assert_int_equal(info[0].state, TR_CHILD_RUNNING);
+    assert_int_equal(info[1].ref, kid[2]);
+    /* With one gone there is room again. */
+    assert_int_equal(tr_supervisor_start_child(sys, sup, &extra, &kid[3], tr_after_ms(TEST_DEADLINE_MS)), 0);
+    expect_journal((int[]){1, 2, 3, -2, 2, -1, 4}, 7);
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -443,6 +481,7 @@ int main(void)
         cmocka_unit_test(test_restart_delays_back_off_within_their_bounds),
         cmocka_unit_test(test_cancelling_a_three_level_tree_ends_every_leaf_once),
         cmocka_unit_test(test_stop_at_once_ends_every_child),
+        cmocka_unit_test(test_dynamic_children_start_stop_and_respect_the_limit),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
