@@ -230,11 +230,12 @@ static inline bool tr__actor_cancelled(struct tr_actor *a)
 /*
  * Shield the actor's own waits from its cancellation, for cleanup that
  * must wait (a supervisor stopping its children).  Only the actor itself
- * may call it; tr_cancelled still tells the truth.
+ * may call it; tr_cancelled still tells the truth.  Returns the previous
+ * setting, to restore.
  */
-static inline void tr__actor_shield(struct tr_actor *a, bool on)
+static inline bool tr__actor_shield(struct tr_actor *a, bool on)
 {
-    atomic_store_explicit(&a->shielded, on, memory_order_relaxed);
+    return atomic_exchange_explicit(&a->shielded, on, memory_order_relaxed);
 }
 
 /* Called by a timer: the park with `token` has reached its deadline. */

@@ -12,6 +12,7 @@
  * Introspection is a request message answered with a snapshot: the state
  * stays the supervisor's own and needs no lock.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -36,6 +37,11 @@ typedef struct request {
     struct request *next;
 } request;
 
+/* In reasons[]: no exit of this child waits to be handled.  (Not a
+ * reason any actor can end with: tr_exit and returns give ints, but the
+ * runtime's reasons are small negatives and applications' small ints.) */
+#define NO_EXIT INT_MIN
+
 typedef struct child {
     tr_child_spec spec;
     char name[32];
@@ -54,6 +60,7 @@ typedef struct sup {
     int64_t *history;        /* times of recent restarts, a ring */
     int *reasons;            /* per child, while others are being stopped */
     tr__refmap running;      /* ref of each running child -> its index */
+    tr__refmap left_behind;  /* children that outlived their shutdown time */
     size_t cap;              /* kids allocated */
     request *deferred, **deferred_tail;
     uint32_t hnext, hlen;
@@ -72,6 +79,7 @@ static void free_sup(void *arg)
     free(s->history);
     free(s->reasons);
     tr__refmap_free(&s->running);
+    tr__refmap_free(&s->left_behind);
     for (request *r = s->deferred, *next; r; r = next) {
         next = r->next;
         free(r);
@@ -129,6 +137,13 @@ static void free_payload(void *ptr, size_t len)
     free(ptr);
 }
 
+/* Only our own requests: an application's message with the same tag is
+ * not taken for one (its payload is not ours to read). */
+static bool is_request(const tr_msg *m)
+{
+    return m->tag == TAG_REQUEST && m->free_fn == free_payload && m->len == sizeof(request);
+}
+
 static void reply(const request *r, tr_msg *m)
 {
     if (tr_send(sys_of(), r->reply, m, tr_after_ms(100)))
@@ -166,6 +181,14 @@ static void hold_request(sup *s, tr_msg *m)
     s->deferred_tail = &r->next;
 }
 
+/* A child that did not end in time: unlinked, and an exit of it that was
+ * already on its way is recognised and ignored. */
+static void leave_behind(sup *s, tr_ref ref)
+{
+    tr_unlink(ref);
+    tr__refmap_put(&s->left_behind, ref, 0); /* out of memory: see the loop */
+}
+
 /*
  * Stop child i: cancel it and wait up to its shutdown time for its exit.
  * Exits of other children that arrive meanwhile are marked on them (the
@@ -176,6 +199,9 @@ static void stop_child(sup *s, size_t i, int *reasons)
     child *c = &s->kids[i];
     if (!c->ref)
         return;
+    /* Our own cancellation must not cut this wait short: the child would
+     * outlive us.  tr_cancelled still tells, and the main loop ends. */
+    bool shielded = tr__actor_shield(tr_current(), true);
     tr_ref ref = c->ref;
     tr_cancel(sys_of(), ref);
     tr_deadline until = tr_after_ns(c->spec.shutdown_ns);
@@ -183,10 +209,10 @@ static void stop_child(sup *s, size_t i, int *reasons)
         tr_msg m;
         int rc = tr_recv(&m, until);
         if (rc) { /* past its deadline: left behind */
-            tr_unlink(ref);
+            leave_behind(s, ref);
             break;
         }
-        if (m.tag == TAG_REQUEST) {
+        if (is_request(&m)) {
             hold_request(s, &m);
             continue;
         }
@@ -203,6 +229,7 @@ static void stop_child(sup *s, size_t i, int *reasons)
         }
     }
     set_ref(s, i, TR_REF_NONE);
+    tr__actor_shield(tr_current(), shielded);
 }
 
 /*
@@ -211,6 +238,7 @@ static void stop_child(sup *s, size_t i, int *reasons)
  */
 static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
 {
+    bool shielded = tr__actor_shield(tr_current(), true); /* see stop_child */
     size_t left = 0;
     int64_t longest = 0;
     for (size_t i = hi + 1; i-- > lo;) {
@@ -227,7 +255,7 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
         tr_msg m;
         if (tr_recv(&m, until))
             break;
-        if (m.tag == TAG_REQUEST) {
+        if (is_request(&m)) {
             hold_request(s, &m);
             continue;
         }
@@ -244,10 +272,11 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
     }
     for (size_t i = lo; left && i <= hi; i++) {
         if (s->kids[i].ref) {
-            tr_unlink(s->kids[i].ref);
+            leave_behind(s, s->kids[i].ref);
             set_ref(s, i, TR_REF_NONE);
         }
     }
+    tr__actor_shield(tr_current(), shielded);
 }
 
 /* Stop children hi, hi-1, ..., lo (reverse start order). */
@@ -345,7 +374,9 @@ static int on_child_exit(sup *s, size_t i, int reason, int *reasons)
     if (lo < i)
         stop_range(s, lo, i - 1, reasons);
     for (size_t j = lo; j <= hi; j++) {
-        reasons[j] = 1; /* handled here */
+        if (tr_cancelled())
+            return 0; /* we are being stopped: the main loop ends us */
+        reasons[j] = NO_EXIT; /* handled here */
         if (s->kids[j].state == TR_CHILD_STOPPED && j != i)
             continue;
         int rc = schedule(s, j, now);
@@ -382,10 +413,10 @@ static int run_due_restarts(sup *s)
 static int handle_deferred(sup *s, int *reasons)
 {
     for (size_t k = 0; k < s->n; k++) {
-        if (reasons[k] == 1 || s->kids[k].ref || s->kids[k].state != TR_CHILD_RUNNING)
+        if (reasons[k] == NO_EXIT || s->kids[k].ref || s->kids[k].state != TR_CHILD_RUNNING)
             continue;
         int r = reasons[k];
-        reasons[k] = 1;
+        reasons[k] = NO_EXIT;
         int rc = on_child_exit(s, k, r, reasons);
         if (rc)
             return rc;
@@ -466,7 +497,7 @@ static int handle_request(sup *s, request *r)
             break;
         }
         for (size_t k = 0; k < s->n; k++)
-            s->reasons[k] = 1;
+            s->reasons[k] = NO_EXIT;
         stop_child(s, (size_t)i, s->reasons);
         remove_child(s, (size_t)i);
         int exits = handle_deferred(s, s->reasons);
@@ -511,17 +542,19 @@ static int sup_body(tr_actor *self)
             rc = r; /* TR_ECANCELED: we are being stopped */
             break;
         }
-        if (m.tag == TAG_REQUEST) {
+        if (is_request(&m)) {
             rc = handle_request(s, m.ptr);
             tr_msg_release(&m);
         } else if (m.tag == TR_TAG_EXIT) {
             ssize_t i = find(s, m.from);
+            if (i < 0 && tr__refmap_del(&s->left_behind, m.from))
+                continue; /* a child left behind has ended after all */
             if (i < 0) { /* our own supervisor went away */
                 rc = (int)(int64_t)m.a ? (int)(int64_t)m.a : TR_ESHUTDOWN;
                 break;
             }
             for (size_t k = 0; k < s->n; k++)
-                s->reasons[k] = 1; /* (it grows with dynamic children) */
+                s->reasons[k] = NO_EXIT; /* (it grows with dynamic children) */
             rc = on_child_exit(s, (size_t)i, (int)(int64_t)m.a, s->reasons);
             if (!rc)
                 rc = handle_deferred(s, s->reasons);

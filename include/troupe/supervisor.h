@@ -21,10 +21,10 @@
  * Stopping: cancelling a supervisor stops its children in reverse order;
  * each is cancelled and given its `shutdown_ns` to end (a child that is a
  * supervisor first stops its own, so a whole tree ends depth first).  A
- * child still running after its deadline is left behind: it is reported
- * in the supervisor's exit and ends whenever it next reaches a blocking
- * call (C cannot stop code that never yields).  Then the supervisor ends
- * with TR_ECANCELED.
+ * child still running after its deadline is left behind: it is unlinked
+ * and forgotten, and ends whenever it next reaches a blocking call (C
+ * cannot stop code that never yields).  Then the supervisor ends with
+ * TR_ECANCELED.
  */
 #ifndef TROUPE_SUPERVISOR_H
 #define TROUPE_SUPERVISOR_H
