@@ -187,6 +187,7 @@ static void run_turn(struct tr_actor *a)
 void tr__actor_run(tr__worker *w, struct tr_actor *a)
 {
     w->current = a;
+    atomic_store_explicit(&w->running, a->mbox.ref, memory_order_relaxed);
     if (atomic_load_explicit(&a->parked, memory_order_acquire)) {
         tr__stack *to = a->stack;
         a->stack = NULL;

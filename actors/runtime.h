@@ -79,6 +79,9 @@ typedef struct tr__worker {
     /* Written by the owner, read by thieves: bumped at every pick, so a
      * thief can tell a worker stuck in one long turn from a busy one. */
     _Atomic uint32_t turns;
+    /* Written by the owner, read by the watchdog: the actor whose turn
+     * runs now, or TR_REF_NONE between turns. */
+    _Atomic tr_ref running;
 
     /* Written by the owner, read by destroyers: the ref of an actor or
      * mailbox this worker touches without holding a borrow (a send, or
@@ -118,6 +121,9 @@ struct tr_system {
     _Atomic uint32_t workers_done;   /* futex: bumped as each worker ends */
     atomic_uint foreign_waiters;     /* threads inside a send that waited */
     _Atomic tr_ref next_monitor;     /* monitor refs, never reused */
+    pthread_t watchdog;              /* if has_watchdog */
+    bool has_watchdog;
+    _Atomic uint32_t watchdog_stop;  /* futex: 1 once it must end */
     bool torn_down;
 };
 
@@ -305,6 +311,10 @@ tr_ref tr__mailbox_owner_ref(struct tr_system *sys, tr_ref ref);
 
 /* Drop every actor wait from a thread mailbox's list (teardown). */
 void tr__mailbox_forget_actor_waiters(struct tr_mailbox *mb);
+
+/* Start and stop the watchdog thread (watchdog.c); start: 0 or TR_ESYS. */
+int tr__watchdog_start(struct tr_system *sys);
+void tr__watchdog_stop(struct tr_system *sys);
 
 /* The scheduler loop (never returns) and the worker thread's entry. */
 void *tr__worker_main(void *arg);

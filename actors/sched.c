@@ -399,6 +399,7 @@ static struct tr_actor *next_actor(tr__worker *w)
         }
         struct tr_actor *a = NULL;
         atomic_store_explicit(&w->turns, ++w->tick, memory_order_relaxed);
+        atomic_store_explicit(&w->running, TR_REF_NONE, memory_order_relaxed);
         if (w->tick % GLOBAL_CHECK_INTERVAL == 0)
             a = global_pop(w);
         if (!a)

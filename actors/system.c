@@ -15,7 +15,7 @@ static int check_config(const tr_config *c)
 {
     if (!c->mailbox_capacity || c->mailbox_capacity >= (1u << 30) || !c->batch ||
         c->stack_size < MIN_STACK || !c->max_actors || c->max_actors > (1u << 31) ||
-        c->workers > MAX_WORKERS)
+        c->workers > MAX_WORKERS || c->watchdog_ns < 0)
         return TR_EINVAL;
     return 0;
 }
@@ -97,6 +97,10 @@ int tr_system_new(const tr_config *config, tr_system **out)
             return TR_ESYS;
         }
     }
+    if (tr__watchdog_start(sys)) {
+        tr_system_free(sys);
+        return TR_ESYS;
+    }
     *out = sys;
     return 0;
 }
@@ -177,6 +181,7 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
     }
     for (unsigned i = 0; i < sys->nworkers; i++)
         pthread_join(sys->workers[i].thread, NULL);
+    tr__watchdog_stop(sys); /* it borrows actors: before they go */
     destroy_actors(sys);
     sys->torn_down = true;
     return 0;

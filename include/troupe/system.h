@@ -17,6 +17,9 @@
 
 typedef struct tr_system tr_system;
 
+/* Where the runtime reports what no call returns (the watchdog). */
+typedef void (*tr_log_fn)(void *arg, const char *line);
+
 typedef struct tr_config {
     /* Worker threads; 0 means one per online CPU. */
     unsigned workers;
@@ -30,6 +33,13 @@ typedef struct tr_config {
     uint32_t max_actors;
     /* Messages an actor handles per turn before others get to run. */
     uint32_t batch;
+    /* The watchdog: report an actor that has run this long (ns) without
+     * reaching a blocking call or tr_yield; 0: no watchdog.  One report
+     * per such turn, to `log` (NULL: standard error), called from a
+     * thread of the system's own. */
+    int64_t watchdog_ns;
+    tr_log_fn log;
+    void *log_arg;
 } tr_config;
 
 #define TR_CONFIG_INIT                                                        \
@@ -46,8 +56,8 @@ typedef struct tr_config {
  * system (free it with tr_system_free).  Call from any thread that is not
  * a troupe worker.
  * Returns 0, TR_EINVAL (a zero capacity or batch, a stack under 64 KiB,
- * or max_actors beyond 2^31), TR_ENOMEM, or TR_ESYS (a thread could
- * not be started).
+ * max_actors beyond 2^31, or a negative watchdog_ns), TR_ENOMEM, or
+ * TR_ESYS (a thread could not be started).
  */
 TR_API int tr_system_new(const tr_config *config, tr_system **out);
 

@@ -1,0 +1,100 @@
+/* test_watchdog.c - an actor that runs too long without yielding is
+ * reported once per turn; one that yields, or waits, is not. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static pthread_mutex_t lines_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_line[256];
+static atomic_int nlines;
+
+static void capture(void *arg, const char *line)
+{
+    (void)arg;
+    pthread_mutex_lock(&lines_lock);
+    strncpy(last_line, line, sizeof last_line - 1);
+    pthread_mutex_unlock(&lines_lock);
+    atomic_fetch_add(&nlines, 1);
+}
+
+static atomic_int handled;
+
+/* Spins for the number of ms in the message, yielding every ms if asked. */
+static int busy(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    int64_t until = tr_now() + (int64_t)m->a * 1000000;
+    while (tr_now() < until)
+        if (m->b)
+            tr_yield();
+    atomic_fetch_add(&handled, 1);
+    return 0;
+}
+
+static tr_system *watched_system(void)
+{
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = 2;
+    cfg.watchdog_ns = 20 * 1000000; /* 20 ms */
+    cfg.log = capture;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    return sys;
+}
+
+static void run(tr_system *sys, tr_ref r, uint64_t ms, uint64_t yields, int want_handled)
+{
+    tr_msg m = tr_msg_words(1, ms, yields);
+    assert_int_equal(tr_send(sys, r, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    for (int i = 0; i < 20000 && atomic_load(&handled) < want_handled; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&handled), want_handled);
+    usleep(30000); /* a report would have come by now */
+}
+
+static void test_a_long_turn_is_reported_once_and_a_yielding_one_never(void **state)
+{
+    (void)state;
+    atomic_store(&nlines, 0);
+    atomic_store(&handled, 0);
+    tr_system *sys = watched_system();
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.name = "hog";
+    tr_ref r;
+    assert_int_equal(tr_spawn(sys, busy, &o, &r), 0);
+
+    run(sys, r, 200, 1, 1); /* 200 ms, yielding all the time: fine */
+    assert_int_equal(atomic_load(&nlines), 0);
+
+    run(sys, r, 200, 0, 2); /* 200 ms in one turn: one report */
+    assert_int_equal(atomic_load(&nlines), 1);
+    pthread_mutex_lock(&lines_lock);
+    assert_non_null(strstr(last_line, "'hog'"));
+    assert_non_null(strstr(last_line, "without reaching a blocking call"));
+    pthread_mutex_unlock(&lines_lock);
+
+    run(sys, r, 200, 0, 3); /* another such turn: another report */
+    assert_int_equal(atomic_load(&nlines), 2);
+    tr_system_free(sys);
+}
+
+static void test_watchdog_settings_are_checked(void **state)
+{
+    (void)state;
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.watchdog_ns = -1;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), TR_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_long_turn_is_reported_once_and_a_yielding_one_never),
+        cmocka_unit_test(test_watchdog_settings_are_checked),
+    };
+    return cmocka_run_group_tests_name("watchdog", tests, NULL, NULL);
+}
