@@ -3,7 +3,7 @@
 #   make            libtroupe.a and libtroupe.so in build/release
 #   make test       every cmocka suite: optimised, ASan+UBSan, TSan
 #   make bench      the workloads of bench/ (JSON lines on stdout)
-#   make demo       the pipeline sample
+#   make demo       the samples: the pipeline, then the supervision tree
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make SANITIZE=address|thread   one sanitizer build (build/asan, build/tsan)
 #   V=1             show the commands
@@ -149,6 +149,8 @@ bench: deps
 
 demo: deps samples
 	$(Q)$(BUILD)/samples/pipeline
+	@echo
+	$(Q)$(BUILD)/samples/tree
 
 # The aarch64 context switch, cross-built and run under qemu-user.
 CROSS_CC ?= aarch64-linux-gnu-gcc

@@ -140,6 +140,10 @@ struct tr_actor {
     atomic_bool parked;             /* has a saved context to resume */
     _Atomic uint32_t park_token;    /* even: a wait in progress; odd: none */
     atomic_int park_kind;
+    /* Links, monitors and queued notices (supervisor/signal.h); the
+     * list's head sits up with `scheduled`, read at every receive. */
+    tr__spin sig_lock;
+    tr__signals sig;
     atomic_bool cancelled;          /* set once by tr_cancel */
     atomic_bool shielded;           /* its own waits ignore the cancel */
 
@@ -158,9 +162,6 @@ struct tr_actor {
     struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
 
-    /* Links, monitors and queued notices (supervisor/signal.h). */
-    tr__spin sig_lock;
-    tr__signals sig;
     atomic_bool trap_exits;
     _Atomic int kill_reason;        /* a linked actor's exit ended it; 0: none */
     int exit_reason;                /* kept for links and monitors (next) */
@@ -301,10 +302,25 @@ int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
 /*
  * Owner side of a mailbox: take the next message, or see whether there
  * is one.  For an actor's own mailbox, queued notices (links, monitors)
- * come first and count as messages.
+ * come first and count as messages.  Inline: this is every receive, and
+ * the usual answer, "no notice", is one load of a line the owner has.
  */
-bool tr__owner_take(struct tr_mailbox *mb, tr_msg *out);
-bool tr__owner_has_mail(struct tr_mailbox *mb);
+static inline bool tr__owner_has_notice(struct tr_mailbox *mb)
+{
+    struct tr_actor *a = mb->owner;
+    return a && mb == &a->mbox && tr__signal_pending(a);
+}
+
+static inline bool tr__owner_take(struct tr_mailbox *mb, tr_msg *out)
+{
+    return (tr__owner_has_notice(mb) && tr__signal_take(mb->owner, out)) ||
+           tr__mailbox_take(mb, out);
+}
+
+static inline bool tr__owner_has_mail(struct tr_mailbox *mb)
+{
+    return !tr__mailbox_empty(mb) || tr__owner_has_notice(mb);
+}
 
 /* The ref of the actor owning the mailbox behind `ref`, or TR_REF_NONE. */
 tr_ref tr__mailbox_owner_ref(struct tr_system *sys, tr_ref ref);

@@ -50,24 +50,6 @@ int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
     return 0;
 }
 
-/* An actor's own mailbox also carries its notices (supervisor/signal.h). */
-static struct tr_actor *own_mailbox_of(struct tr_mailbox *mb)
-{
-    return mb->owner && mb == &mb->owner->mbox ? mb->owner : NULL;
-}
-
-bool tr__owner_take(struct tr_mailbox *mb, tr_msg *out)
-{
-    struct tr_actor *a = own_mailbox_of(mb);
-    return (a && tr__signal_take(a, out)) || tr__mailbox_take(mb, out);
-}
-
-bool tr__owner_has_mail(struct tr_mailbox *mb)
-{
-    struct tr_actor *a = own_mailbox_of(mb);
-    return !tr__mailbox_empty(mb) || (a && tr__signal_pending(a));
-}
-
 static bool has_mail(void *mb)
 {
     return tr__owner_has_mail(mb) || tr__mailbox_drained(mb);

@@ -58,13 +58,6 @@ put:
     tr__ref_put(sys, to, a, kind);
 }
 
-bool tr__signal_pending(struct tr_actor *a)
-{
-    /* A racy look at a pointer the lock guards; the owner only asks
-     * after lowering its flag, and a sender raises it after queueing. */
-    return __atomic_load_n(&a->sig.head, __ATOMIC_ACQUIRE) != NULL;
-}
-
 bool tr__signal_take(struct tr_actor *a, tr_msg *out)
 {
     while (tr__signal_pending(a)) {
@@ -104,6 +97,11 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     a->sig.monitors = NULL;
     a->sig.nmonitors = 0;
     tr__spin_unlock(&a->sig_lock);
+    if (!sig.head && !sig.links.len && !sig.nmonitors) {
+        tr__refmap_free(&sig.links);
+        free(sig.monitors);
+        return; /* the usual end: nobody to tell */
+    }
     tr_ref *links = malloc((sig.links.len ? sig.links.len : 1) * sizeof *links);
     if (links)
         tr__refmap_keys(&sig.links, links);

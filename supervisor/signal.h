@@ -50,8 +50,10 @@ typedef struct tr__signals {
  * that do not concern a non-trapping actor are dropped on the way. */
 bool tr__signal_take(struct tr_actor *a, tr_msg *out);
 
-/* True if a signal is queued (the owner only, or as a hint). */
-bool tr__signal_pending(struct tr_actor *a);
+/* True if a signal is queued (the owner only, or as a hint): a racy look
+ * at a pointer the lock guards; the owner asks after lowering its flag,
+ * and a sender raises it after queueing. */
+#define tr__signal_pending(a) (__atomic_load_n(&(a)->sig.head, __ATOMIC_ACQUIRE) != NULL)
 
 /* The actor has ended with `reason`: tell its links and monitors, free
  * what is queued.  Runs once, from tr__actor_finish. */

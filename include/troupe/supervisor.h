@@ -5,10 +5,12 @@
  * A supervisor starts its children in the order of their specs, links to
  * each and traps their exits.  When a child ends, its restart type says
  * whether it comes back: permanent always, transient only after an
- * abnormal end (a reason other than 0), temporary never.  The strategy
- * says who comes back with it: one_for_one only that child; one_for_all
- * every child (the others are stopped first, in reverse order);
- * rest_for_one that child and the ones started after it.
+ * abnormal end (a reason other than 0 or TR_ECANCELED: a child someone
+ * stopped stays down), temporary never.  The strategy says who comes
+ * back with it: one_for_one only that child; one_for_all every child (the
+ * others are stopped first, in reverse order); rest_for_one that child
+ * and the ones started after it.  Siblings stopped for the group come
+ * back whatever their own end, except temporary ones, which are dropped.
  *
  * Restart intensity: more than `intensity` restarts within `period_ns`
  * make the supervisor give up: it stops its children and ends with

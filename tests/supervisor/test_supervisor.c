@@ -49,9 +49,8 @@ static int worker_body(tr_actor *self)
 {
     int k = (int)(intptr_t)tr_actor_state(self);
     tr_defer(noted_end, (void *)(intptr_t)k);
-    atomic_fetch_add(&starts[k], 1);
     atomic_store(&child_ref[k], tr_actor_ref(self));
-    note(k + 1);
+    atomic_fetch_add(&starts[k], 1);
     for (;;) {
         tr_msg m;
         int rc = tr_recv(&m, TR_FOREVER);
@@ -62,11 +61,16 @@ static int worker_body(tr_actor *self)
     }
 }
 
+/* Starts are noted here, in the supervisor, in the order it makes them:
+ * the children themselves may first run in any order on two workers. */
 static int start_worker(tr_system *sys, void *arg, tr_ref *out)
 {
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = arg;
-    return tr_spawn_loop(sys, worker_body, &o, out);
+    int rc = tr_spawn_loop(sys, worker_body, &o, out);
+    if (rc == 0)
+        note((int)(intptr_t)arg + 1);
+    return rc;
 }
 
 static tr_child_spec worker_spec(int k, tr_restart r)
