@@ -101,15 +101,22 @@ static tr_ref start_sup(tr_system *sys, tr_strategy st, const tr_child_spec *c, 
     return sup;
 }
 
-static void test_one_for_one_restarts_only_the_failed_child(void **state)
+/* A system with a supervisor of three permanent workers, all started. */
+static tr_system *three_workers(tr_strategy st)
 {
-    (void)state;
     reset_journal();
     tr_system *sys = test_system(2);
     tr_child_spec c[3] = {worker_spec(0, TR_PERMANENT), worker_spec(1, TR_PERMANENT),
                           worker_spec(2, TR_PERMANENT)};
-    start_sup(sys, TR_ONE_FOR_ONE, c, 3);
+    start_sup(sys, st, c, 3);
     expect_journal((int[]){1, 2, 3}, 3);
+    return sys;
+}
+
+static void test_one_for_one_restarts_only_the_failed_child(void **state)
+{
+    (void)state;
+    tr_system *sys = three_workers(TR_ONE_FOR_ONE);
     fail_child(sys, 1, 1, -42);
     expect_journal((int[]){1, 2, 3, -2, 2}, 5);
     tr_system_free(sys);
@@ -118,12 +125,7 @@ static void test_one_for_one_restarts_only_the_failed_child(void **state)
 static void test_one_for_all_stops_the_rest_in_reverse_then_restarts_all_in_order(void **state)
 {
     (void)state;
-    reset_journal();
-    tr_system *sys = test_system(2);
-    tr_child_spec c[3] = {worker_spec(0, TR_PERMANENT), worker_spec(1, TR_PERMANENT),
-                          worker_spec(2, TR_PERMANENT)};
-    start_sup(sys, TR_ONE_FOR_ALL, c, 3);
-    expect_journal((int[]){1, 2, 3}, 3);
+    tr_system *sys = three_workers(TR_ONE_FOR_ALL);
     fail_child(sys, 1, 1, -42);
     expect_journal((int[]){1, 2, 3, -2, -3, -1, 1, 2, 3}, 9);
     tr_system_free(sys);
@@ -132,12 +134,7 @@ static void test_one_for_all_stops_the_rest_in_reverse_then_restarts_all_in_orde
 static void test_rest_for_one_restarts_the_failed_child_and_those_after_it(void **state)
 {
     (void)state;
-    reset_journal();
-    tr_system *sys = test_system(2);
-    tr_child_spec c[3] = {worker_spec(0, TR_PERMANENT), worker_spec(1, TR_PERMANENT),
-                          worker_spec(2, TR_PERMANENT)};
-    start_sup(sys, TR_REST_FOR_ONE, c, 3);
-    expect_journal((int[]){1, 2, 3}, 3);
+    tr_system *sys = three_workers(TR_REST_FOR_ONE);
     fail_child(sys, 1, 1, -42);
     expect_journal((int[]){1, 2, 3, -2, -3, 2, 3}, 7);
     fail_child(sys, 0, 1, -42);
