@@ -162,3 +162,57 @@ int tr_trap_exits(bool trap)
     atomic_store(&self->trap_exits, trap);
     return 0;
 }
+
+/*
+ * tr_cancel_wait: a helper actor monitors the target for the caller, who
+ * may be a thread (threads cannot monitor) or an actor (whose own mailbox
+ * must not be searched for the DOWN), and reports to a mailbox the caller
+ * makes for the purpose.  If the caller stops waiting first, the helper
+ * still ends with the target: its report finds the mailbox gone.
+ */
+typedef struct end_watch {
+    tr_ref target, report;
+} end_watch;
+
+static int watch_end(tr_actor *self)
+{
+    end_watch w = *(end_watch *)tr_actor_state(self);
+    free(tr_actor_state(self));
+    tr_system *sys = tr_actor_system(self);
+    tr_ref mon;
+    tr_msg m = tr_msg_words(TR_TAG_EXIT, 0, 0); /* "watching now" */
+    if (tr_monitor(w.target, &mon) || tr_send(sys, w.report, &m, TR_NOW) ||
+        tr_recv(&m, TR_FOREVER))
+        return 0; /* the caller times out */
+    tr_msg down = tr_msg_words(TR_TAG_DOWN, m.b, 0);
+    tr_send(sys, w.report, &down, TR_NOW);
+    return 0;
+}
+
+int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason)
+{
+    if (!sys)
+        return TR_EINVAL;
+    tr_mailbox *mb;
+    int rc = tr_mailbox_new(sys, 3, &mb);
+    if (rc)
+        return rc;
+    end_watch *w = malloc(sizeof *w);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = w;
+    if (!w)
+        rc = TR_ENOMEM;
+    else if ((*w = (end_watch){ref, tr_mailbox_ref(mb)}),
+             (rc = tr_spawn_loop(sys, watch_end, &o, NULL)) != 0)
+        free(w);
+    /* Cancel only once it watches, so that the DOWN has the true reason. */
+    tr_msg m;
+    if (!rc)
+        rc = tr_mailbox_recv(mb, &m, deadline);
+    if (!rc && (rc = tr_cancel(sys, ref)) == TR_ENOACTOR)
+        rc = 0; /* already gone: the helper's DOWN says so */
+    if (!rc && !(rc = tr_mailbox_recv(mb, &m, deadline)) && reason)
+        *reason = (int)(int64_t)m.a;
+    tr_mailbox_free(mb);
+    return rc;
+}

@@ -20,8 +20,8 @@
  * as its next messages).  Monitoring an actor that has already ended
  * delivers the DOWN at once, with reason TR_ENOACTOR.
  *
- * Every call here acts for the calling actor; outside one they return
- * TR_ECONTEXT.
+ * Every call here but tr_cancel_wait acts for the calling actor; outside
+ * one they return TR_ECONTEXT.
  */
 #ifndef TROUPE_LINK_H
 #define TROUPE_LINK_H
@@ -30,6 +30,8 @@
 
 #include "troupe/export.h"
 #include "troupe/msg.h"
+#include "troupe/system.h"
+#include "troupe/time.h"
 
 /*
  * The tags of the notices, delivered as messages.  msg.from is the actor
@@ -63,6 +65,19 @@ TR_API int tr_monitor(tr_ref target, tr_ref *monitor);
  * removed); TR_ECONTEXT outside the actor that made it.
  */
 TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
+
+/*
+ * tr_cancel_wait - tr_cancel the actor behind `ref`, then wait until it
+ * has ended or until `deadline`; *reason (if not NULL) receives its exit
+ * reason (TR_ENOACTOR if it had already ended).  Cancelling a supervisor
+ * this way waits for its whole tree, which ends depth first.  Any thread
+ * or actor may call it; unlike the calls above, it does not act for the
+ * calling actor.  Returns 0, TR_ETIMEDOUT, TR_EINVAL (a mailbox's ref),
+ * TR_ECANCELED (the calling actor was cancelled while it waited), or
+ * TR_ENOMEM.
+ */
+TR_API int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline,
+                          int *reason);
 
 /*
  * tr_trap_exits - whether exits of linked actors arrive as TR_TAG_EXIT

@@ -276,6 +276,34 @@ static void test_down_is_not_held_back_by_a_full_mailbox(void **state)
     tr_system_free(sys);
 }
 
+/* ---- tr_cancel_wait: cancel and wait for the end, from a thread -------- */
+
+static int waits_then_reports_cancel(tr_actor *self)
+{
+    (void)self;
+    tr_msg m;
+    int rc = tr_recv(&m, TR_FOREVER);
+    return rc == TR_ECANCELED ? -33 : -1; /* its own reason, seen by the waiter */
+}
+
+static void test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_ref r;
+    assert_int_equal(tr_spawn_loop(sys, waits_then_reports_cancel, NULL, &r), 0);
+    int reason = 0;
+    assert_int_equal(tr_cancel_wait(sys, r, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_int_equal(reason, -33);
+    tr_msg probe = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(sys, r, &probe), TR_ENOACTOR); /* really gone */
+    /* Already gone: no wait, and the reason says so. */
+    assert_int_equal(tr_cancel_wait(sys, r, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_int_equal(reason, TR_ENOACTOR);
+    assert_int_equal(tr_cancel_wait(NULL, r, TR_NOW, NULL), TR_EINVAL);
+    tr_system_free(sys);
+}
+
 /* ---- bad calls ------------------------------------------------------------- */
 
 static int misuser(tr_actor *self)
@@ -319,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_link_ends_the_other_with_the_same_reason_but_not_on_normal_exit),
         cmocka_unit_test(test_trapping_actor_gets_exit_then_down_as_messages),
         cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
+        cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
     };
     return cmocka_run_group_tests_name("link", tests, NULL, NULL);
