@@ -448,6 +448,121 @@ static void test_dynamic_children_start_stop_and_respect_the_limit(void **state)
     tr_system_free(sys);
 }
 
+/* ---- fault injection: random failures and cancellations for a while ------- */
+
+static _Atomic int64_t chaos_starts, chaos_ends;
+
+static void chaos_end(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&chaos_ends, 1);
+}
+
+static int chaos_worker(tr_actor *self)
+{
+    (void)self;
+    tr_defer(chaos_end, NULL);
+    atomic_fetch_add(&chaos_starts, 1);
+    for (;;) {
+        tr_msg m;
+        int rc = tr_recv(&m, TR_FOREVER);
+        if (rc)
+            return rc;
+        if (m.tag == 1)
+            return -42;
+    }
+}
+
+static int start_chaos_worker(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    return tr_spawn_loop(sys, chaos_worker, NULL, out);
+}
+
+#define CHAOS_MIDS 4
+#define CHAOS_WORKERS 8
+
+static int start_chaos_mid(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    tr_child_spec c[CHAOS_WORKERS];
+    for (int i = 0; i < CHAOS_WORKERS; i++)
+        c[i] = (tr_child_spec){.name = "w", .start = start_chaos_worker,
+                               .restart = TR_PERMANENT, .shutdown_ns = 5000000000ll};
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.intensity = 1000000; /* no escalation: every hit is one restart */
+    return tr_supervisor_start(sys, &o, c, CHAOS_WORKERS, out);
+}
+
+#define MAX_HITS 100000
+
+/* Refs are never reused by a new life: one already hit is still dying. */
+static bool already_hit(const tr_ref *hit, int64_t n, tr_ref ref)
+{
+    for (int64_t i = n; i-- > 0;)
+        if (hit[i] == ref)
+            return true;
+    return false;
+}
+
+static void test_random_failures_and_cancellations_add_up(void **state)
+{
+    (void)state;
+    uint64_t seed = test_seed(), rng = seed | 1;
+    atomic_store(&chaos_starts, 0);
+    atomic_store(&chaos_ends, 0);
+    tr_system *sys = test_system(0);
+    tr_child_spec mids[CHAOS_MIDS];
+    tr_ref mid_ref[CHAOS_MIDS];
+    for (int i = 0; i < CHAOS_MIDS; i++)
+        mids[i] = (tr_child_spec){.name = "mid", .start = start_chaos_mid,
+                                  .restart = TR_PERMANENT, .shutdown_ns = 10000000000ll};
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.intensity = 1000000;
+    tr_ref top;
+    assert_int_equal(tr_supervisor_start(sys, &o, mids, CHAOS_MIDS, &top), 0);
+    const int64_t total = CHAOS_MIDS * CHAOS_WORKERS;
+    while (atomic_load(&chaos_starts) < total)
+        usleep(1000);
+
+    int64_t hits = 0;
+    static tr_ref hit[MAX_HITS];
+    tr_deadline end = tr_after_ms(2000 / TEST_SCALE);
+    while (tr_now() < end) {
+        tr_child_info info[CHAOS_WORKERS];
+        size_t n;
+        assert_int_equal(tr_supervisor_children(sys, top, info, CHAOS_MIDS, &n,
+                                                tr_after_ms(TEST_DEADLINE_MS)), 0);
+        for (int i = 0; i < CHAOS_MIDS; i++)
+            mid_ref[i] = info[i].ref;
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        assert_int_equal(tr_supervisor_children(sys, mid_ref[rng % CHAOS_MIDS], info,
+                                                CHAOS_WORKERS, &n, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        tr_ref victim = info[(rng >> 8) % CHAOS_WORKERS].ref;
+        if (!victim || already_hit(hit, hits, victim))
+            continue; /* between lives, or hit and not yet replaced */
+        /* A failure or a cancellation: either way one end and one start.
+         * A victim that is already gone (the snapshot was old) is no hit. */
+        tr_msg fail = tr_msg_words(1, 0, 0);
+        int rc = (rng >> 16) & 1 ? tr_cancel(sys, victim) : tr_try_send(sys, victim, &fail);
+        if (rc == 0) {
+            assert_true(hits < MAX_HITS);
+            hit[hits++] = victim;
+        } else
+            assert_true(rc == TR_ENOACTOR || rc == TR_EFULL);
+        usleep((rng >> 20) % 2000);
+    }
+    int reason = 0;
+    assert_int_equal(tr_cancel_wait(sys, top, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_int_equal(reason, TR_ECANCELED);
+    printf("   seed %llu: %lld hits, %lld starts\n", (unsigned long long)seed,
+           (long long)hits, (long long)atomic_load(&chaos_starts));
+    /* Every worker that started ended once; every hit was one restart. */
+    assert_int_equal(atomic_load(&chaos_ends), atomic_load(&chaos_starts));
+    assert_int_equal(atomic_load(&chaos_starts), total + hits);
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -483,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_cancelling_a_three_level_tree_ends_every_leaf_once),
         cmocka_unit_test(test_stop_at_once_ends_every_child),
         cmocka_unit_test(test_dynamic_children_start_stop_and_respect_the_limit),
+        cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
