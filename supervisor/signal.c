@@ -21,7 +21,13 @@ static bool delivered_as_message(struct tr_actor *a, const tr_msg *m)
     return m->tag != TR_TAG_EXIT || atomic_load(&a->trap_exits);
 }
 
-/* Queue `m` for `to` (an actor ref); dropped if it has ended. */
+/*
+ * Queue `m` for `to` (an actor ref); dropped if it has ended.  An exit
+ * (from a linked actor) also ends the link on the receiver's side: a
+ * trapping receiver drops it when it takes the notice (under the lock it
+ * takes anyway: a supervisor with 100,000 children is one such), any
+ * other right here.
+ */
 static void send_signal(tr_system *sys, tr_ref to, const tr_msg *m)
 {
     uint8_t kind;
@@ -31,6 +37,9 @@ static void send_signal(tr_system *sys, tr_ref to, const tr_msg *m)
     if (kind != TR__SLOT_ACTOR)
         goto put;
     if (!delivered_as_message(a, m)) {
+        tr__spin_lock(&a->sig_lock);
+        tr__refmap_del(&a->sig.links, m->from);
+        tr__spin_unlock(&a->sig_lock);
         if ((int64_t)m->a != 0)
             kill_by_link(a, (int)(int64_t)m->a);
         goto put;
@@ -67,6 +76,8 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
             __atomic_store_n(&a->sig.head, s->next, __ATOMIC_RELEASE);
             if (!s->next)
                 a->sig.tail = NULL;
+            if (s->msg.tag == TR_TAG_EXIT) /* the link ends with the notice */
+                tr__refmap_del(&a->sig.links, s->msg.from);
         }
         tr__spin_unlock(&a->sig_lock);
         if (!s)
@@ -102,7 +113,8 @@ void tr__signal_exit(struct tr_actor *a, int reason)
         free(sig.monitors);
         return; /* the usual end: nobody to tell */
     }
-    tr_ref *links = malloc((sig.links.len ? sig.links.len : 1) * sizeof *links);
+    tr_ref few[8]; /* most actors have a link or two: no allocation */
+    tr_ref *links = sig.links.len <= 8 ? few : malloc(sig.links.len * sizeof *links);
     if (links)
         tr__refmap_keys(&sig.links, links);
 
@@ -113,11 +125,11 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     /* Out of memory for the list: the linked actors are not told (rare;
      * their own exits still reach us, harmlessly, as we are gone). */
     for (size_t i = 0; links && i < sig.links.len; i++) {
-        tr__link_forget(sys, links[i], self);
         tr_msg m = {.tag = TR_TAG_EXIT, .from = self, .a = (uint64_t)(int64_t)reason};
         send_signal(sys, links[i], &m);
     }
-    free(links);
+    if (links != few)
+        free(links);
     tr__refmap_free(&sig.links);
     for (uint32_t i = 0; i < sig.nmonitors; i++) {
         tr_msg m = {.tag = TR_TAG_DOWN, .from = self, .a = sig.monitors[i].id,
