@@ -162,9 +162,11 @@ int tr_yield(void)
     if (rc)
         return rc;
     /* We are our own waker: claim, arrive once now and once after the
-     * switch, which queues us behind whatever is runnable. */
-    tr__actor_claim(a, token);
-    tr__actor_arrive(a);
+     * switch, which queues us behind whatever is runnable.  If a cancel
+     * claimed the park first, its wake is the other arrival: arriving
+     * here too would queue us before our context is saved. */
+    if (tr__actor_claim(a, token))
+        tr__actor_arrive(a);
     tr__actor_park_switch(a);
     return 0;
 }

@@ -122,6 +122,15 @@ static void close_one(void *obj, uint8_t kind, void *arg)
         tr__mailbox_forget_actor_waiters(mb);
 }
 
+/* Cleanup handlers of parked actors run before anything of theirs goes:
+ * they may still use the mailboxes the actors made. */
+static void run_cleanups(void *obj, uint8_t kind, void *arg)
+{
+    (void)arg;
+    if (kind == TR__SLOT_ACTOR)
+        tr__actor_run_cleanups(obj);
+}
+
 static void destroy_actor_mailbox(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
@@ -155,6 +164,7 @@ static void destroy_actors(tr_system *sys)
     tr__slots_each(&sys->slots, close_one, NULL);
     while (atomic_load(&sys->foreign_waiters))
         sched_yield();
+    tr__slots_each(&sys->slots, run_cleanups, NULL);
     tr__slots_each(&sys->slots, destroy_actor_mailbox, NULL);
     tr__slots_each(&sys->slots, destroy_actor, NULL);
     tr__inject_init(&sys->global);

@@ -6,6 +6,8 @@
 bool tr__deadlock_enter(struct tr_actor *self, struct tr_mailbox *mb)
 {
     tr_system *sys = self->mbox.sys;
+    if (mb->sys != sys)
+        return false; /* another system's refs mean nothing in ours */
     atomic_store(&self->waiting_on, mb->ref); /* seq_cst: before our look */
     /* Walk by refs and borrows: any actor on the chain may exit and be
      * freed while we look, and a borrow keeps the one we read alive. */

@@ -138,8 +138,9 @@ static void wake_one_sender(struct tr_mailbox *mb)
         if (w->flag) {
             /* A select: it looks at every case again once woken.  The
              * flag may be a word on a thread's stack, which is gone once
-             * it has left the list: raise it under the lock. */
-            w->woken = true;
+             * it has left the list: raise it under the lock.  `woken` is
+             * read without the lock (woken_on_a_list in select.c). */
+            __atomic_store_n(&w->woken, true, __ATOMIC_RELEASE);
             if (!atomic_exchange(w->flag, 1)) {
                 flag = w->flag;
                 actor = w->actor;

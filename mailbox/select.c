@@ -18,11 +18,14 @@
 #include "../actors/futex.h"
 #include "../actors/runtime.h"
 
+typedef struct send_wait send_wait;
+
 typedef struct selection {
     tr_system *sys;
     tr_select_case *cases;
     size_t n;
     struct tr_mailbox *recv_mb[TR_SELECT_MAX];  /* receive cases' mailboxes */
+    send_wait *sw;                               /* send cases' wait places */
 } selection;
 
 /*
@@ -88,9 +91,13 @@ static int try_round(selection *s, size_t start)
     return -1;
 }
 
+static bool woken_on_a_list(selection *s);
+
 static bool any_ready(void *arg)
 {
     selection *s = arg;
+    if (woken_on_a_list(s))
+        return true;
     for (size_t i = 0; i < s->n; i++)
         if (case_ready(s, i))
             return true;
@@ -98,12 +105,26 @@ static bool any_ready(void *arg)
 }
 
 /* A send case's place on its target's wait list. */
-typedef struct send_wait {
+struct send_wait {
     tr__waiter w;
     void *obj;                 /* the target, borrowed while listed */
     uint8_t kind;
     struct tr_mailbox *mb;     /* NULL: not listed */
-} send_wait;
+};
+
+/*
+ * A receiver took one of our waiters off its list (freeing room) while
+ * our flag was still up, so its wake found nobody to wake; another sender
+ * may have used the room since.  Go round again, or we would wait off
+ * that list.
+ */
+static bool woken_on_a_list(selection *s)
+{
+    for (size_t i = 0; s->sw && i < s->n; i++)
+        if (s->sw[i].mb && __atomic_load_n(&s->sw[i].w.woken, __ATOMIC_ACQUIRE))
+            return true;
+    return false;
+}
 
 /* Join the wait list of every send case; false if one is ready after all. */
 static bool join_send_waits(selection *s, send_wait *sw, _Atomic uint32_t *flag,
@@ -192,6 +213,9 @@ int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
     _Atomic uint32_t word = 0; /* for a thread that owns none of the mailboxes */
     _Atomic uint32_t *flag = owner_mb ? owner_mb->flag : &word;
     send_wait sw[TR_SELECT_MAX];
+    for (size_t i = 0; i < ncases; i++)
+        sw[i].mb = NULL; /* a join that stops early leaves the rest so */
+    s.sw = sw;
     uint32_t *next = rotation(self);
     for (;;) {
         int fired = try_round(&s, (flags & TR_SELECT_BIASED) ? 0 : *next % ncases);

@@ -124,7 +124,10 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
         }
         if (!hold_across_wait(sys, &hold))
             return TR_ENOACTOR; /* died after our peek: nothing is held */
-        if (!counted && mb->owner && !tr__worker_now()) {
+        /* Any sender that is not a worker of this system: its shutdown
+         * would not wait for it otherwise. */
+        tr__worker *w = tr__worker_now();
+        if (!counted && mb->owner && !(w && w->sys == sys)) {
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
         }

@@ -205,12 +205,15 @@ int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason
     else if ((*w = (end_watch){ref, tr_mailbox_ref(mb)}),
              (rc = tr_spawn_loop(sys, watch_end, &o, NULL)) != 0)
         free(w);
-    /* Cancel only once it watches, so that the DOWN has the true reason. */
+    /* Cancel once it watches, so that the DOWN has the true reason; and
+     * in any case, even if the deadline passes before it does. */
     tr_msg m;
+    int watching = rc ? rc : tr_mailbox_recv(mb, &m, deadline);
+    int cancelled = tr_cancel(sys, ref); /* already gone: the DOWN says so */
+    if (!rc && cancelled && cancelled != TR_ENOACTOR)
+        rc = cancelled;
     if (!rc)
-        rc = tr_mailbox_recv(mb, &m, deadline);
-    if (!rc && (rc = tr_cancel(sys, ref)) == TR_ENOACTOR)
-        rc = 0; /* already gone: the helper's DOWN says so */
+        rc = watching;
     if (!rc && !(rc = tr_mailbox_recv(mb, &m, deadline)) && reason)
         *reason = (int)(int64_t)m.a;
     tr_mailbox_free(mb);

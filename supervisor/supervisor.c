@@ -120,12 +120,12 @@ static int start_child(sup *s, size_t i)
         c->state = TR_CHILD_STOPPED;
         return 0;
     }
-    if (rc)
-        return rc;
-    if (!set_ref(s, i, ref)) {
+    if (rc || !set_ref(s, i, ref)) {
+        /* Not supervised after all (out of memory): do not leave it. */
         tr_unlink(ref);
         tr_cancel(sys_of(), ref);
-        return TR_ENOMEM;
+        c->ref = TR_REF_NONE;
+        return rc ? rc : TR_ENOMEM;
     }
     c->state = TR_CHILD_RUNNING;
     return 0;
@@ -412,6 +412,8 @@ static int run_due_restarts(sup *s)
 /* Exits that arrived while other children were being stopped. */
 static int handle_deferred(sup *s, int *reasons)
 {
+    /* Handling one can stop others and note further exits, at any index:
+     * start over until a pass finds none. */
     for (size_t k = 0; k < s->n; k++) {
         if (reasons[k] == NO_EXIT || s->kids[k].ref || s->kids[k].state != TR_CHILD_RUNNING)
             continue;
@@ -420,6 +422,7 @@ static int handle_deferred(sup *s, int *reasons)
         int rc = on_child_exit(s, k, r, reasons);
         if (rc)
             return rc;
+        k = (size_t)-1;
     }
     return 0;
 }
@@ -472,6 +475,7 @@ static void remove_child(sup *s, size_t i)
 {
     set_ref(s, i, TR_REF_NONE);
     memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof *s->kids);
+    memmove(&s->reasons[i], &s->reasons[i + 1], (s->n - i - 1) * sizeof *s->reasons);
     s->n--;
     for (size_t j = i; j < s->n; j++)
         if (s->kids[j].ref)
@@ -582,6 +586,7 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
             return TR_EINVAL;
     tr_supervisor_opts o = opts ? *opts : TR_SUPERVISOR_OPTS_INIT;
     if (o.strategy > TR_REST_FOR_ONE || o.period_ns <= 0 || o.backoff_base_ns < 0 ||
+        o.intensity > TR_SUPERVISOR_MAX_INTENSITY ||
         o.backoff_cap_ns < o.backoff_base_ns || o.jitter_percent > 100)
         return TR_EINVAL;
     sup *s = calloc(1, sizeof *s);

@@ -61,8 +61,9 @@ TR_API int tr_monitor(tr_ref target, tr_ref *monitor);
 
 /*
  * tr_demonitor - stop watching: no DOWN for this monitor arrives after it
- * returns 0.  TR_ENOACTOR if there is no such monitor (it fired, or was
- * removed); TR_ECONTEXT outside the actor that made it.
+ * returns 0.  TR_ENOACTOR if there is no such monitor of the caller (it
+ * fired, was removed, or another actor made it); TR_ECONTEXT outside any
+ * actor.
  */
 TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
 

@@ -58,6 +58,9 @@ typedef struct tr_child_spec {
     int64_t shutdown_ns;     /* how long it may take to end when stopped */
 } tr_child_spec;
 
+/* The most restarts an intensity may allow (they are remembered). */
+#define TR_SUPERVISOR_MAX_INTENSITY 1000000
+
 typedef struct tr_supervisor_opts {
     tr_strategy strategy;
     uint32_t intensity;      /* restarts allowed ... */
@@ -86,8 +89,9 @@ typedef struct tr_supervisor_opts {
  * copied).  It starts them before its first restart decision; a child
  * that fails to start makes it stop the ones started and end with that
  * error.  Any thread may call it.  Returns 0, TR_EINVAL (NULL system or
- * start function, n over TR_SUPERVISOR_MAX), TR_ENOMEM, or tr_spawn's
- * errors.
+ * start function, n over TR_SUPERVISOR_MAX, intensity over
+ * TR_SUPERVISOR_MAX_INTENSITY, a bad strategy or backoff), TR_ENOMEM, or
+ * tr_spawn's errors.
  */
 #define TR_SUPERVISOR_MAX 1000000
 TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
@@ -135,7 +139,8 @@ typedef struct tr_child_info {
  * the supervisor and waits for its answer until `deadline`.  Any thread
  * or actor may call it (it makes a mailbox of its own for the answer).
  * Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor), TR_ETIMEDOUT,
- * or TR_ENOMEM.
+ * TR_ECANCELED (a calling actor was cancelled while it waited), or
+ * TR_ENOMEM.  The same holds for the two calls below.
  */
 TR_API int tr_supervisor_children(tr_system *sys, tr_ref supervisor,
                                   tr_child_info *out, size_t cap, size_t *n,
