@@ -37,6 +37,8 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     if (body && o.stack_size &&
         !(a->stack = tr__stack_new(o.stack_size, sys->cfg.stack_guard)))
         goto free_name;
+    if (o.cleanup && tr__actor_defer(a, o.cleanup, o.cleanup_arg))
+        goto free_stack;
     tr__mailbox_init(&a->mbox, sys, ring_size, a, &a->scheduled, TR_ENOACTOR);
     a->handler = handler;
     a->body = body;
@@ -54,6 +56,7 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     return 0;
 
 free_stack:
+    free(a->cleanups); /* not run: the spawn failed, the caller keeps arg */
     tr__stack_free(a->stack);
 free_name:
     free(a->name);

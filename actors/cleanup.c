@@ -20,6 +20,16 @@ struct tr__cleanup {
     void *arg;
 };
 
+int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg)
+{
+    struct tr__cleanup *c = malloc(sizeof *c);
+    if (!c)
+        return TR_ENOMEM;
+    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg};
+    a->cleanups = c;
+    return 0;
+}
+
 int tr_defer(void (*fn)(void *arg), void *arg)
 {
     tr_actor *a = tr_current();
@@ -27,12 +37,7 @@ int tr_defer(void (*fn)(void *arg), void *arg)
         return TR_ECONTEXT;
     if (!fn)
         return TR_EINVAL;
-    struct tr__cleanup *c = malloc(sizeof *c);
-    if (!c)
-        return TR_ENOMEM;
-    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg};
-    a->cleanups = c;
-    return 0;
+    return tr__actor_defer(a, fn, arg);
 }
 
 void tr__actor_run_cleanups(struct tr_actor *a)

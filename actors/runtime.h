@@ -255,6 +255,10 @@ bool tr__actor_claim(struct tr_actor *a, uint32_t token);
  * after the slot is dead: no new announcement can then succeed). */
 void tr__hazard_wait(struct tr_system *sys, tr_ref ref);
 
+/* Register a cleanup handler on `a` (its own code, or its spawner before
+ * it is published).  0 or TR_ENOMEM. */
+int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg);
+
 /* Run the actor's cleanup handlers, newest first, each once. */
 void tr__actor_run_cleanups(struct tr_actor *a);
 

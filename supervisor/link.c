@@ -177,7 +177,6 @@ typedef struct end_watch {
 static int watch_end(tr_actor *self)
 {
     end_watch w = *(end_watch *)tr_actor_state(self);
-    free(tr_actor_state(self));
     tr_system *sys = tr_actor_system(self);
     tr_ref mon;
     tr_msg m = tr_msg_words(TR_TAG_EXIT, 0, 0); /* "watching now" */
@@ -200,6 +199,8 @@ int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason
     end_watch *w = malloc(sizeof *w);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = w;
+    o.cleanup = free; /* even if it never runs */
+    o.cleanup_arg = w;
     if (!w)
         rc = TR_ENOMEM;
     else if ((*w = (end_watch){ref, tr_mailbox_ref(mb)}),

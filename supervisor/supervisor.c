@@ -526,10 +526,6 @@ static int shut_down(sup *s, int reason)
 static int sup_body(tr_actor *self)
 {
     sup *s = tr_actor_state(self);
-    if (tr_defer(free_sup, s)) {
-        free_sup(s);
-        return TR_ENOMEM;
-    }
     tr_trap_exits(true);
     int rc = 0;
     for (size_t i = 0; i < s->n && !rc; i++)
@@ -609,6 +605,8 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
     tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
     so.state = s;
     so.name = "supervisor";
+    so.cleanup = free_sup; /* even if it never runs (the system stops) */
+    so.cleanup_arg = s;
     int rc = tr_spawn_loop(sys, sup_body, &so, out);
     if (rc)
         free_sup(s);

@@ -52,6 +52,12 @@ typedef struct tr_spawn_opts {
     void *state;
     /* A name for diagnostics; copied.  NULL for none. */
     const char *name;
+    /* A cleanup handler registered before the actor first runs, as
+     * tr_defer would (it runs last, and even if the actor never got to
+     * run: the system stopped first).  For state that the spawner hands
+     * over, such as `state` itself.  NULL for none. */
+    void (*cleanup)(void *arg);
+    void *cleanup_arg;
 } tr_spawn_opts;
 
 #define TR_SPAWN_OPTS_INIT ((tr_spawn_opts){0})

@@ -216,11 +216,54 @@ static void test_handlers_run_on_cancel_and_at_shutdown_and_parked_payloads_are_
     assert_int_equal(atomic_load(&payloads_freed), 1 + atomic_load(&payloads_made));
 }
 
+/* ---- the spawn option: a handler for an actor that may never run ------- */
+
+static _Atomic int spawn_cleaned;
+
+static void count_spawn_cleanup(void *arg)
+{
+    atomic_fetch_add(&spawn_cleaned, (int)(intptr_t)arg);
+}
+
+static int returns_at_once(tr_actor *self)
+{
+    (void)self;
+    return 0;
+}
+
+static int never_gets_a_message(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    (void)m;
+    return 0;
+}
+
+static void test_spawn_cleanup_runs_once_whether_or_not_the_actor_ran(void **state)
+{
+    (void)state;
+    atomic_store(&spawn_cleaned, 0);
+    tr_system *sys = test_system(1);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.cleanup = count_spawn_cleanup;
+    o.cleanup_arg = (void *)(intptr_t)1;
+    tr_ref r;
+    assert_int_equal(tr_spawn_loop(sys, returns_at_once, &o, &r), 0);
+    while (atomic_load(&spawn_cleaned) < 1)
+        usleep(1000);
+    /* A handler actor that never gets a message never runs: its handler
+     * runs when the system stops. */
+    o.cleanup_arg = (void *)(intptr_t)10;
+    assert_int_equal(tr_spawn(sys, never_gets_a_message, &o, &r), 0);
+    tr_system_free(sys);
+    assert_int_equal(atomic_load(&spawn_cleaned), 11);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handlers_run_newest_first_once_on_return_exit_and_stop),
         cmocka_unit_test(test_handlers_run_on_cancel_and_at_shutdown_and_parked_payloads_are_released),
+        cmocka_unit_test(test_spawn_cleanup_runs_once_whether_or_not_the_actor_ran),
     };
     return cmocka_run_group_tests_name("cleanup", tests, NULL, NULL);
 }
