@@ -18,7 +18,10 @@
  * actor's exit), sends fail with TR_ECLOSED, senders waiting for room
  * wake with TR_ECLOSED, and the owner can still take what is queued,
  * after which receives return TR_ECLOSED.  Once freed, its ref is stale:
- * sends return TR_ENOACTOR and whatever was queued is released.
+ * sends return TR_ENOACTOR and whatever was queued is released.  A send
+ * that races with the close itself may still succeed: its message is
+ * then there for the owner's next receive, or released when the mailbox
+ * is freed; it is never lost without its destructor running.
  */
 #ifndef TROUPE_MAILBOX_H
 #define TROUPE_MAILBOX_H
