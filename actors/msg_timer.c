@@ -139,7 +139,7 @@ static int arm(tr_system *sys, tr_ref to, const tr_msg *msg, int64_t period,
     if (rc)
         return rc;
     tr_msg m = *msg;
-    m.from = tr__sender_ref(sys);
+    m.from = tr__sender_ref(sys, tr__worker_now());
     unsigned bits = worker_bits(sys), home = (uint32_t)to % sys->nworkers;
     tr__worker *w = &sys->workers[home];
     tr__msg_timers *t = &w->msg_timers;

@@ -347,7 +347,8 @@ struct tr_mailbox *tr__mailbox_borrow(struct tr_system *sys, tr_ref ref,
 /* Drop a borrow taken with tr__slot_get on an actor or mailbox ref. */
 void tr__ref_put(struct tr_system *sys, tr_ref ref, void *obj, uint8_t kind);
 
-/* The ref that tr_send stamps as the sender on the calling thread. */
-tr_ref tr__sender_ref(struct tr_system *sys);
+/* The ref that tr_send stamps as the sender on the calling thread; `w`
+ * is tr__worker_now(), which the caller has at hand. */
+tr_ref tr__sender_ref(struct tr_system *sys, tr__worker *w);
 
 #endif

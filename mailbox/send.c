@@ -52,9 +52,9 @@ static struct tr_mailbox *mailbox_of(const ref_hold *h)
     return h->kind == TR__SLOT_ACTOR ? &((struct tr_actor *)h->obj)->mbox : h->obj;
 }
 
-static struct tr_mailbox *hold_ref(tr_system *sys, tr_ref ref, ref_hold *h)
+static struct tr_mailbox *hold_ref(tr_system *sys, tr__worker *w, tr_ref ref,
+                                   ref_hold *h)
 {
-    tr__worker *w = tr__worker_now();
     h->ref = ref;
     h->hazard_of = w && w->sys == sys ? w : NULL;
     if (!h->hazard_of) {
@@ -94,10 +94,13 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
 {
     if (!sys || !msg)
         return TR_EINVAL;
+    /* One look at the thread's worker: it is a call that cannot be
+     * inlined (runtime.h), and the fast path needs it twice. */
+    tr__worker *w = tr__worker_now();
     tr_msg m = *msg;
-    m.from = tr__sender_ref(sys);
+    m.from = tr__sender_ref(sys, w);
     ref_hold hold;
-    struct tr_mailbox *mb = hold_ref(sys, to, &hold);
+    struct tr_mailbox *mb = hold_ref(sys, w, to, &hold);
     if (!mb)
         return TR_ENOACTOR;
 
@@ -126,8 +129,8 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
             return TR_ENOACTOR; /* died after our peek: nothing is held */
         /* Any sender that is not a worker of this system: its shutdown
          * would not wait for it otherwise. */
-        tr__worker *w = tr__worker_now();
-        if (!counted && mb->owner && !(w && w->sys == sys)) {
+        tr__worker *now = tr__worker_now(); /* we may have moved */
+        if (!counted && mb->owner && !(now && now->sys == sys)) {
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
         }
