@@ -67,6 +67,20 @@ static inline uint64_t test_seed(void)
     return seed;
 }
 
+/* A random number stream for the randomised suites (splitmix64: tiny,
+ * fast, and good enough to pick targets, deadlines and delays). */
+typedef struct test_rng {
+    uint64_t s;
+} test_rng;
+
+static inline uint64_t test_rnd(test_rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 /* Sanitizer builds run the heavy tests with fewer iterations. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define TEST_SCALE 4

@@ -39,22 +39,9 @@
 
 static uint64_t seed;
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-/* splitmix64: tiny, fast, and good enough to pick targets and delays. */
-static uint64_t rnd(rng *r)
+static uint32_t below(test_rng *r, uint32_t n)
 {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint32_t below(rng *r, uint32_t n)
-{
-    return (uint32_t)(rnd(r) % n);
+    return (uint32_t)(test_rnd(r) % n);
 }
 
 /*
@@ -64,10 +51,10 @@ static uint32_t below(rng *r, uint32_t n)
  * after timeouts consume jitter only, so a replayed seed makes the same
  * plan however the timing falls out.
  */
-static rng rng_for(uint64_t scenario, uint64_t who)
+static test_rng rng_for(uint64_t scenario, uint64_t who)
 {
-    rng r = {seed ^ (scenario * 0xD1B54A32D192ED03ull) ^ ((who + 1) * 0x8CB92BA72F3D8DD7ull)};
-    rnd(&r);
+    test_rng r = {seed ^ (scenario * 0xD1B54A32D192ED03ull) ^ ((who + 1) * 0x8CB92BA72F3D8DD7ull)};
+    test_rnd(&r);
     return r;
 }
 
@@ -160,7 +147,7 @@ enum { REP_PRODUCER = 100, REP_CONSUMER, REP_SENDER, REP_RECEIVER, REP_SERVER,
 
 typedef struct chatter {
     unsigned id;
-    rng jitter;
+    test_rng jitter;
 } chatter;
 
 static chatter chatters[CHATTER_N];
@@ -251,14 +238,14 @@ enum { S1_DATA = 1, S1_FIN };
 
 typedef struct s1_producer {
     unsigned id;
-    rng plan, jitter;
+    test_rng plan, jitter;
     uint64_t sent[S1_CONSUMERS]; /* successful sends, also the next seq */
     uint64_t send_timeouts, try_fulls, yields;
 } s1_producer;
 
 typedef struct s1_consumer {
     unsigned id;
-    rng jitter;
+    test_rng jitter;
     uint64_t next[S1_PRODUCERS]; /* the seq expected next from each */
     uint64_t recv[S1_PRODUCERS];
     unsigned fins;
@@ -270,7 +257,7 @@ static s1_consumer s1_cons[S1_CONSUMERS];
 static tr_ref s1_cons_ref[S1_CONSUMERS];
 
 /* Sometimes compute for up to 20 µs, sometimes let others run. */
-static void dawdle(rng *r, uint64_t *yields)
+static void dawdle(test_rng *r, uint64_t *yields)
 {
     uint32_t x = below(r, 64);
     if (x < 8)
@@ -291,7 +278,7 @@ static void dawdle(rng *r, uint64_t *yields)
  * Returns 0 or the unexpected code.
  */
 static int send_some_way(tr_system *sys, tr_ref to, const tr_msg *m, unsigned way,
-                         rng *r, uint64_t *timeouts, uint64_t *fulls)
+                         test_rng *r, uint64_t *timeouts, uint64_t *fulls)
 {
     int rc;
     switch (way) {
@@ -566,13 +553,13 @@ static void payload_free(void *ptr, size_t size)
 
 typedef struct s2_sender {
     unsigned id;
-    rng plan, jitter;
+    test_rng plan, jitter;
     uint64_t sent, enoactor, timeouts, gave_up, yields;
 } s2_sender;
 
 typedef struct s2_receiver {
     unsigned id, role;
-    rng plan, jitter;
+    test_rng plan, jitter;
     uint64_t limit; /* EARLY: exit after this many; IMMORTAL loop: plug */
     uint64_t got, released, corrupt;
     tr_msg kept[S2_KEEP]; /* buffers kept a while, freed later */
@@ -839,7 +826,7 @@ enum { S3_REQ = 1, S3_FWD, S3_REPLY, S3_STOP };
 
 typedef struct s3_thread {
     unsigned id;
-    rng plan, jitter;
+    test_rng plan, jitter;
     pthread_t thread;
     tr_system *sys;
     uint64_t sent, replies, send_timeouts, recv_timeouts;
@@ -917,7 +904,7 @@ static int s3_loop_server(tr_actor *self)
 {
     s3_server *s = tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
-    rng r = rng_for(3, 200);
+    test_rng r = rng_for(3, 200);
     for (;;) {
         tr_msg m;
         int rc = tr_recv(&m, after_us(20 + below(&r, 1000)));
@@ -973,7 +960,7 @@ static void *s3_thread_main(void *arg)
             while (win[slot].busy)
                 slot++;
             unsigned server = below(&t->plan, 2);
-            uint64_t operand = rnd(&t->plan);
+            uint64_t operand = test_rnd(&t->plan);
             tr_msg m = tr_msg_words(S3_REQ | (uint64_t)t->id << 8, next, operand);
             rc = tr_send(t->sys, s3_server_ref[server], &m, after_us(1 + below(&t->jitter, 50)));
             if (rc == 0) {
@@ -1119,7 +1106,7 @@ enum { S4_WORK = 1, S4_RESULT, S4_PROBE, S4_GRAND, S4_GRAND_ECHO };
 
 typedef struct s4_parent {
     unsigned id;
-    rng plan, jitter;
+    test_rng plan, jitter;
     uint64_t spawned, results, recv_timeouts;
     uint64_t probes_stale, probes_queued, probes_full, wrong_result;
 } s4_parent;
@@ -1173,7 +1160,7 @@ static void exit_from_deep(int depth)
 }
 
 /* Receive the next message with short deadlines; false on giving up. */
-static bool s4_recv(tr_msg *m, rng *r, uint64_t *timeouts)
+static bool s4_recv(tr_msg *m, test_rng *r, uint64_t *timeouts)
 {
     int64_t give_up = tr_now() + TEST_DEADLINE_MS * 1000000LL;
     for (;;) {
@@ -1192,7 +1179,7 @@ static int s4_kid_loop(tr_actor *self)
 {
     uint64_t code = (uintptr_t)tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
-    rng plan = rng_for(4, code), jitter = rng_for(14, code);
+    test_rng plan = rng_for(4, code), jitter = rng_for(14, code);
     uint64_t timeouts = 0;
     tr_msg m;
     if (!s4_recv(&m, &jitter, &timeouts))
@@ -1284,7 +1271,7 @@ static int s4_parent_body(tr_actor *self)
             }
             p->spawned++;
             atomic_fetch_add(&s4_kids_spawned, 1);
-            input[k] = rnd(&p->plan);
+            input[k] = test_rnd(&p->plan);
             tr_msg work = tr_msg_words(S4_WORK, code, input[k]);
             EXPECT_OK(tr_send(sys, cur[k], &work, TR_FOREVER));
             if (below(&p->plan, 8) == 0)

@@ -22,23 +22,10 @@
 
 static uint64_t seed;
 
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-/* splitmix64 */
-static uint64_t rnd(rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* An offset of a random magnitude, 0 to 2^61, so every level gets nodes. */
-static int64_t any_offset(rng *r)
+static int64_t any_offset(test_rng *r)
 {
-    return (int64_t)(rnd(r) & ((1ull << (rnd(r) % 62)) - 1));
+    return (int64_t)(test_rnd(r) & ((1ull << (test_rnd(r) % 62)) - 1));
 }
 
 /* ---- items: a node plus what the reference needs ------------------------- */
@@ -102,7 +89,7 @@ static void test_expire_fires_in_deadline_order_across_all_levels(void **state)
 {
     (void)state;
     const size_t n = 50000 / TEST_SCALE;
-    rng r = {seed};
+    test_rng r = {seed};
     item *items = calloc(n, sizeof *items);
     assert_non_null(items);
     const int64_t base = (int64_t)1 << 40;
@@ -110,12 +97,12 @@ static void test_expire_fires_in_deadline_order_across_all_levels(void **state)
     tr__wheel_init(&w, base);
     for (size_t i = 0; i < n; i++) {
         int64_t d;
-        switch (rnd(&r) % 8) {
+        switch (test_rnd(&r) % 8) {
         case 0: /* in the past */
-            d = base - (int64_t)(rnd(&r) % 1000000000);
+            d = base - (int64_t)(test_rnd(&r) % 1000000000);
             break;
         case 1: /* a tie with an earlier one */
-            d = i ? items[rnd(&r) % i].node.deadline : base;
+            d = i ? items[test_rnd(&r) % i].node.deadline : base;
             break;
         default:
             d = base + any_offset(&r);
@@ -143,19 +130,19 @@ static void test_expire_fires_in_deadline_order_across_all_levels(void **state)
             assert_true(order[k]->node.deadline > now);
             assert_true(next <= order[k]->node.deadline);
         }
-        switch (rnd(&r) % 4) {
+        switch (test_rnd(&r) % 4) {
         case 0:
-            now += (int64_t)(rnd(&r) % 3000);
+            now += (int64_t)(test_rnd(&r) % 3000);
             break;
         case 1:
             now = next;
             break;
         case 2:
             if (k < n)
-                now = order[k]->node.deadline - 1 + (int64_t)(rnd(&r) % 3);
+                now = order[k]->node.deadline - 1 + (int64_t)(test_rnd(&r) % 3);
             break;
         default: {
-            int64_t jump = (int64_t)1 << (rnd(&r) % 62);
+            int64_t jump = (int64_t)1 << (test_rnd(&r) % 62);
             now = now > INT64_MAX - jump ? INT64_MAX - 1 : now + jump;
         }
         }
@@ -335,7 +322,7 @@ static void test_next_is_never_later_than_the_earliest(void **state)
     (void)state;
     enum { M = 256 };
     const int ops = 60000 / TEST_SCALE;
-    rng r = {seed ^ 0x5eed};
+    test_rng r = {seed ^ 0x5eed};
     static item it[M];
     memset(it, 0, sizeof it);
     tr__wheel w;
@@ -348,17 +335,17 @@ static void test_next_is_never_later_than_the_earliest(void **state)
             now = 1ll << 35;
             tr__wheel_init(&w, now);
         }
-        item *x = &it[rnd(&r) % M];
-        switch (rnd(&r) % 4) {
+        item *x = &it[test_rnd(&r) % M];
+        switch (test_rnd(&r) % 4) {
         case 0:
         case 1:
             if (tr__wheel_armed(&x->node))
                 tr__wheel_cancel(&w, &x->node);
-            if (rnd(&r) % 2)
-                arm(&w, x, now + any_offset(&r) - (int64_t)(rnd(&r) % 2048));
+            if (test_rnd(&r) % 2)
+                arm(&w, x, now + any_offset(&r) - (int64_t)(test_rnd(&r) % 2048));
             break;
         case 2:
-            now += (int64_t)(rnd(&r) % 4096);
+            now += (int64_t)(test_rnd(&r) % 4096);
             break;
         default:
             now = tr__wheel_next(&w) == INT64_MAX ? now : tr__wheel_next(&w);
@@ -429,7 +416,7 @@ static void test_million_nodes_all_cancelled_or_all_expired(void **state)
 {
     (void)state;
     const size_t n = 1000000 / TEST_SCALE;
-    rng r = {seed ^ 0x1000000};
+    test_rng r = {seed ^ 0x1000000};
     item *items = calloc(n, sizeof *items);
     size_t *perm = malloc(n * sizeof *perm);
     assert_true(items && perm);
@@ -438,11 +425,11 @@ static void test_million_nodes_all_cancelled_or_all_expired(void **state)
     tr__wheel_init(&w, base);
 
     for (size_t i = 0; i < n; i++)
-        arm(&w, &items[i], base + 1 + (int64_t)(rnd(&r) % (uint64_t)span));
+        arm(&w, &items[i], base + 1 + (int64_t)(test_rnd(&r) % (uint64_t)span));
     for (size_t i = 0; i < n; i++)
         perm[i] = i;
     for (size_t i = n - 1; i > 0; i--) {
-        size_t j = rnd(&r) % (i + 1), t = perm[i];
+        size_t j = test_rnd(&r) % (i + 1), t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
     }
@@ -457,7 +444,7 @@ static void test_million_nodes_all_cancelled_or_all_expired(void **state)
 
     tr__wheel_init(&w, base);
     for (size_t i = 0; i < n; i++)
-        arm(&w, &items[i], base + 1 + (int64_t)(rnd(&r) % (uint64_t)span));
+        arm(&w, &items[i], base + 1 + (int64_t)(test_rnd(&r) % (uint64_t)span));
     size_t fired = 0;
     item *last = NULL;
     for (int64_t now = base; now <= base + span; now += span / 100) {
@@ -514,12 +501,12 @@ static void test_timers_wake_parked_actors_in_deadline_order(void **state)
     /* Room for every actor to park before the first deadline, even in a
      * sanitizer build on a busy machine. */
     const tr_deadline t0 = tr_after_ms(300);
-    rng r = {seed ^ 0x51ee9};
+    test_rng r = {seed ^ 0x51ee9};
     int slot_of[SLEEPERS];
     for (int i = 0; i < SLEEPERS; i++)
         slot_of[i] = i / 2; /* pairs share a deadline */
     for (int i = SLEEPERS - 1; i > 0; i--) {
-        int j = (int)(rnd(&r) % (uint64_t)(i + 1)), t = slot_of[i];
+        int j = (int)(test_rnd(&r) % (uint64_t)(i + 1)), t = slot_of[i];
         slot_of[i] = slot_of[j];
         slot_of[j] = t;
     }
