@@ -231,17 +231,17 @@ int tr_cancel(tr_system *sys, tr_ref ref)
 {
     if (!sys)
         return TR_EINVAL;
-    uint8_t kind;
-    struct tr_actor *a = tr__slot_get(&sys->slots, ref, &kind);
+    tr__hold hold;
+    struct tr_actor *a = tr__hold_ref(sys, tr__worker_now(), ref, &hold);
     if (!a)
         return TR_ENOACTOR;
     int rc = TR_EINVAL; /* a mailbox's ref, not an actor's */
-    if (kind == TR__SLOT_ACTOR) {
+    if (hold.kind == TR__SLOT_ACTOR) {
         atomic_store(&a->cancelled, true); /* seq_cst: before the interrupt's loads */
         tr__actor_interrupt(a);
         rc = 0;
     }
-    tr__ref_put(sys, ref, a, kind);
+    tr__hold_release(sys, &hold);
     return rc;
 }
 

@@ -339,6 +339,12 @@ void tr__watchdog_stop(struct tr_system *sys);
 /* The scheduler loop (never returns) and the worker thread's entry. */
 void *tr__worker_main(void *arg);
 
+/* The mailbox of an object behind a ref: an actor's own, or a mailbox. */
+static inline struct tr_mailbox *tr__mailbox_of(void *obj, uint8_t kind)
+{
+    return kind == TR__SLOT_ACTOR ? &((struct tr_actor *)obj)->mbox : obj;
+}
+
 /* Borrow the mailbox behind an actor's or a thread mailbox's ref; NULL if
  * the ref is stale.  Give it back with tr__ref_put(sys, ref, *obj, *kind). */
 struct tr_mailbox *tr__mailbox_borrow(struct tr_system *sys, tr_ref ref,
@@ -346,6 +352,30 @@ struct tr_mailbox *tr__mailbox_borrow(struct tr_system *sys, tr_ref ref,
 
 /* Drop a borrow taken with tr__slot_get on an actor or mailbox ref. */
 void tr__ref_put(struct tr_system *sys, tr_ref ref, void *obj, uint8_t kind);
+
+/*
+ * A short hold on the object behind a ref, for a send.  A worker of the
+ * system announces the ref as its hazard and peeks at the slot: two
+ * stores to its own cache line, where a borrow is two read-modify-writes
+ * on the target's slot, a line that every sender to that actor fights
+ * over.  Other threads borrow.  A hazard lasts only while the worker runs
+ * the caller, which must not park or take another hold meanwhile.
+ */
+typedef struct tr__hold {
+    tr_ref ref;
+    void *obj;
+    uint8_t kind;
+    tr__worker *hazard_of;  /* the worker announcing it; NULL: borrowed */
+} tr__hold;
+
+/* The object behind `ref` (`w` is tr__worker_now()), or NULL if stale. */
+void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref ref, tr__hold *h);
+
+/* Turn a hazard into a borrow (before parking); false if the target died
+ * meanwhile, and then nothing is held. */
+bool tr__hold_across_wait(struct tr_system *sys, tr__hold *h);
+
+void tr__hold_release(struct tr_system *sys, tr__hold *h);
 
 /* The ref that tr_send stamps as the sender on the calling thread; `w`
  * is tr__worker_now(), which the caller has at hand. */

@@ -29,49 +29,23 @@ struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
     *obj = tr__slot_get(&sys->slots, ref, kind);
     if (!*obj)
         return NULL;
-    return *kind == TR__SLOT_ACTOR ? &((struct tr_actor *)*obj)->mbox : *obj;
+    return tr__mailbox_of(*obj, *kind);
 }
 
-/*
- * How a send keeps its target alive.  A worker announces the ref as its
- * hazard and peeks at the slot: two stores to its own cache line, where a
- * borrow is two read-modify-writes on the target's slot, a line that
- * every sender to that actor fights over.  A hazard only lasts while the
- * worker runs this send, so before it waits for room it turns into a
- * borrow.  Other threads always borrow.
- */
-typedef struct ref_hold {
-    tr_ref ref;
-    void *obj;
-    uint8_t kind;
-    tr__worker *hazard_of;  /* the worker announcing it; NULL: borrowed */
-} ref_hold;
-
-static struct tr_mailbox *mailbox_of(const ref_hold *h)
-{
-    return h->kind == TR__SLOT_ACTOR ? &((struct tr_actor *)h->obj)->mbox : h->obj;
-}
-
-static struct tr_mailbox *hold_ref(tr_system *sys, tr__worker *w, tr_ref ref,
-                                   ref_hold *h)
+void *tr__hold_ref(tr_system *sys, tr__worker *w, tr_ref ref, tr__hold *h)
 {
     h->ref = ref;
     h->hazard_of = w && w->sys == sys ? w : NULL;
-    if (!h->hazard_of) {
-        h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
-        return h->obj ? mailbox_of(h) : NULL;
-    }
+    if (!h->hazard_of)
+        return h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
     atomic_store(&w->hazard, ref); /* seq_cst: before the peek */
     h->obj = tr__slot_peek(&sys->slots, ref, &h->kind);
-    if (!h->obj) {
+    if (!h->obj)
         atomic_store_explicit(&w->hazard, TR_REF_NONE, memory_order_release);
-        return NULL;
-    }
-    return mailbox_of(h);
+    return h->obj;
 }
 
-/* Turn a hazard into a borrow (before parking); false if the target died. */
-static bool hold_across_wait(tr_system *sys, ref_hold *h)
+bool tr__hold_across_wait(tr_system *sys, tr__hold *h)
 {
     if (!h->hazard_of)
         return true;
@@ -81,7 +55,7 @@ static bool hold_across_wait(tr_system *sys, ref_hold *h)
     return alive;
 }
 
-static void release_ref(tr_system *sys, ref_hold *h)
+void tr__hold_release(tr_system *sys, tr__hold *h)
 {
     if (h->hazard_of) /* release: our last touch of the target is before it */
         atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
@@ -99,10 +73,11 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     tr__worker *w = tr__worker_now();
     tr_msg m = *msg;
     m.from = tr__sender_ref(sys, w);
-    ref_hold hold;
-    struct tr_mailbox *mb = hold_ref(sys, w, to, &hold);
-    if (!mb)
+    tr__hold hold;
+    void *obj = tr__hold_ref(sys, w, to, &hold);
+    if (!obj)
         return TR_ENOACTOR;
+    struct tr_mailbox *mb = tr__mailbox_of(obj, hold.kind);
 
     /* A thread that waits on an actor's mailbox is counted until it has
      * dropped its borrow, so that shutdown does not destroy it under it. */
@@ -125,7 +100,7 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
             rc = TR_ECANCELED;
             break;
         }
-        if (!hold_across_wait(sys, &hold))
+        if (!tr__hold_across_wait(sys, &hold))
             return TR_ENOACTOR; /* died after our peek: nothing is held */
         /* Any sender that is not a worker of this system: its shutdown
          * would not wait for it otherwise. */
@@ -146,7 +121,7 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     }
     if (rc == 0)
         tr__mailbox_notify(mb);
-    release_ref(sys, &hold);
+    tr__hold_release(sys, &hold);
     if (counted)
         atomic_fetch_sub(&sys->foreign_waiters, 1);
     return rc;

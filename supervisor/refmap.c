@@ -8,39 +8,34 @@ static size_t home_of(const tr__refmap *m, tr_ref ref)
     return (size_t)(ref * 0x9E3779B97F4A7C15ull >> 17) & m->mask;
 }
 
-static size_t slot_of(const tr__refmap *m, tr_ref ref)
+static tr__refmap_slot *slot_of(const tr__refmap *m, tr_ref ref)
 {
-    if (!m->keys)
-        return SIZE_MAX;
-    for (size_t i = home_of(m, ref); m->keys[i]; i = (i + 1) & m->mask)
-        if (m->keys[i] == ref)
-            return i;
-    return SIZE_MAX;
+    if (!m->slots)
+        return NULL;
+    for (size_t i = home_of(m, ref); m->slots[i].key; i = (i + 1) & m->mask)
+        if (m->slots[i].key == ref)
+            return &m->slots[i];
+    return NULL;
 }
 
 static void insert(tr__refmap *m, tr_ref ref, uint32_t val)
 {
     size_t i = home_of(m, ref);
-    while (m->keys[i])
+    while (m->slots[i].key)
         i = (i + 1) & m->mask;
-    m->keys[i] = ref;
-    m->vals[i] = val;
+    m->slots[i] = (tr__refmap_slot){ref, val};
 }
 
 static bool grow(tr__refmap *m)
 {
-    size_t slots = m->keys ? (m->mask + 1) * 2 : 8;
-    tr__refmap bigger = {.keys = calloc(slots, sizeof(tr_ref)),
-                         .vals = calloc(slots, sizeof(uint32_t)),
-                         .mask = slots - 1, .len = m->len};
-    if (!bigger.keys || !bigger.vals) {
-        free(bigger.keys);
-        free(bigger.vals);
+    size_t n = m->slots ? (m->mask + 1) * 2 : 4;
+    tr__refmap bigger = {.slots = calloc(n, sizeof(tr__refmap_slot)), .mask = n - 1,
+                         .len = m->len};
+    if (!bigger.slots)
         return false;
-    }
-    for (size_t i = 0; m->keys && i <= m->mask; i++)
-        if (m->keys[i])
-            insert(&bigger, m->keys[i], m->vals[i]);
+    for (size_t i = 0; m->slots && i <= m->mask; i++)
+        if (m->slots[i].key)
+            insert(&bigger, m->slots[i].key, m->slots[i].val);
     tr__refmap_free(m);
     *m = bigger;
     return true;
@@ -48,12 +43,12 @@ static bool grow(tr__refmap *m)
 
 bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val)
 {
-    size_t at = slot_of(m, ref);
-    if (at != SIZE_MAX) {
-        m->vals[at] = val;
+    tr__refmap_slot *at = slot_of(m, ref);
+    if (at) {
+        at->val = val;
         return true;
     }
-    if ((!m->keys || 2 * (m->len + 1) > m->mask + 1) && !grow(m))
+    if ((!m->slots || 2 * (m->len + 1) > m->mask + 1) && !grow(m))
         return false;
     insert(m, ref, val);
     m->len++;
@@ -62,47 +57,46 @@ bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val)
 
 bool tr__refmap_get(const tr__refmap *m, tr_ref ref, uint32_t *val)
 {
-    size_t at = slot_of(m, ref);
-    if (at == SIZE_MAX)
+    tr__refmap_slot *at = slot_of(m, ref);
+    if (!at)
         return false;
-    *val = m->vals[at];
+    *val = at->val;
     return true;
 }
 
 bool tr__refmap_del(tr__refmap *m, tr_ref ref)
 {
-    size_t i = slot_of(m, ref);
-    if (i == SIZE_MAX)
+    tr__refmap_slot *at = slot_of(m, ref);
+    if (!at)
         return false;
     m->len--;
+    size_t i = (size_t)(at - m->slots);
     for (size_t j = i;;) {
-        m->keys[i] = 0;
+        m->slots[i].key = 0;
         for (;;) {
             j = (j + 1) & m->mask;
-            if (!m->keys[j])
+            if (!m->slots[j].key)
                 return true;
-            size_t home = home_of(m, m->keys[j]);
+            size_t home = home_of(m, m->slots[j].key);
             /* It stays unless its home is not cyclically in (i, j]. */
             bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
             if (!stays)
                 break;
         }
-        m->keys[i] = m->keys[j];
-        m->vals[i] = m->vals[j];
+        m->slots[i] = m->slots[j];
         i = j;
     }
 }
 
 void tr__refmap_keys(const tr__refmap *m, tr_ref *out)
 {
-    for (size_t i = 0; m->keys && i <= m->mask; i++)
-        if (m->keys[i])
-            *out++ = m->keys[i];
+    for (size_t i = 0; m->slots && i <= m->mask; i++)
+        if (m->slots[i].key)
+            *out++ = m->slots[i].key;
 }
 
 void tr__refmap_free(tr__refmap *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     *m = (tr__refmap){0};
 }

@@ -6,7 +6,9 @@
  * by doubling; refs are never 0, which marks a free slot; deletion shifts
  * later entries of the probe run back, so no tombstones pile up over
  * restarts.  O(1) where a scan of 100,000 links made stopping a
- * supervisor quadratic.  Not thread safe: its owner guards it.
+ * supervisor quadratic.  A key and its value share a slot, so a lookup
+ * in a table too big for the cache costs one miss, not two.  Not thread
+ * safe: its owner guards it.
  */
 #ifndef TR_REFMAP_H
 #define TR_REFMAP_H
@@ -17,9 +19,13 @@
 
 #include "troupe/msg.h"
 
+typedef struct tr__refmap_slot {
+    tr_ref key;
+    uint32_t val;
+} tr__refmap_slot;
+
 typedef struct tr__refmap {
-    tr_ref *keys;
-    uint32_t *vals;
+    tr__refmap_slot *slots;
     size_t mask;     /* slots - 1; 0 with no table yet */
     size_t len;
 } tr__refmap;

@@ -21,67 +21,97 @@ static bool delivered_as_message(struct tr_actor *a, const tr_msg *m)
     return m->tag != TR_TAG_EXIT || atomic_load(&a->trap_exits);
 }
 
+static void free_list(tr__signal *s)
+{
+    for (tr__signal *next; s && s != TR__SIGNALS_CLOSED; s = next) {
+        next = s->next;
+        free(s);
+    }
+}
+
+/* Push s onto a's inbox; false if a has ended (s is then the caller's). */
+static bool push(struct tr_actor *a, tr__signal *s)
+{
+    tr__signal *top = atomic_load_explicit(&a->sig.inbox, memory_order_relaxed);
+    do {
+        if (top == TR__SIGNALS_CLOSED)
+            return false;
+        s->next = top;
+    } while (!atomic_compare_exchange_weak_explicit(&a->sig.inbox, &top, s,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+/* Move what senders pushed to the end of the owner's list, oldest first. */
+static void collect(struct tr_actor *a)
+{
+    if (!atomic_load_explicit(&a->sig.inbox, memory_order_relaxed))
+        return;
+    tr__signal *s = atomic_exchange_explicit(&a->sig.inbox, NULL, memory_order_acquire);
+    tr__signal *oldest = NULL, *newest = s;
+    while (s) {
+        tr__signal *next = s->next;
+        s->next = oldest;
+        oldest = s;
+        s = next;
+    }
+    if (a->sig.last)
+        a->sig.last->next = oldest;
+    else
+        a->sig.first = oldest;
+    a->sig.last = newest;
+}
+
 /*
  * Queue `m` for `to` (an actor ref); dropped if it has ended.  An exit
  * (from a linked actor) also ends the link on the receiver's side: a
- * trapping receiver drops it when it takes the notice (under the lock it
- * takes anyway: a supervisor with 100,000 children is one such), any
- * other right here.
+ * trapping receiver drops it when it takes the notice, any other right
+ * here.
  */
 static void send_signal(tr_system *sys, tr_ref to, const tr_msg *m)
 {
-    uint8_t kind;
-    struct tr_actor *a = tr__slot_get(&sys->slots, to, &kind);
+    tr__hold hold;
+    struct tr_actor *a = tr__hold_ref(sys, tr__worker_now(), to, &hold);
     if (!a)
         return;
-    if (kind != TR__SLOT_ACTOR)
-        goto put;
+    if (hold.kind != TR__SLOT_ACTOR)
+        goto release;
     if (!delivered_as_message(a, m)) {
         tr__spin_lock(&a->sig_lock);
         tr__refmap_del(&a->sig.links, m->from);
         tr__spin_unlock(&a->sig_lock);
         if ((int64_t)m->a != 0)
             kill_by_link(a, (int)(int64_t)m->a);
-        goto put;
+        goto release;
     }
     tr__signal *s = malloc(sizeof *s);
     if (!s) /* nowhere to keep it: the receiver's watch is lost (rare) */
-        goto put;
-    *s = (tr__signal){.msg = *m};
-    bool queued = false;
-    tr__spin_lock(&a->sig_lock);
-    if (!a->sig.exited) {
-        if (a->sig.tail)
-            a->sig.tail->next = s;
-        else
-            __atomic_store_n(&a->sig.head, s, __ATOMIC_RELEASE);
-        a->sig.tail = s;
-        queued = true;
-    }
-    tr__spin_unlock(&a->sig_lock);
-    if (queued)
+        goto release;
+    s->msg = *m;
+    if (push(a, s))
         tr__mailbox_notify(&a->mbox); /* wakes it like a message would */
     else
         free(s);
-put:
-    tr__ref_put(sys, to, a, kind);
+release:
+    tr__hold_release(sys, &hold);
 }
 
 bool tr__signal_take(struct tr_actor *a, tr_msg *out)
 {
-    while (tr__signal_pending(a)) {
-        tr__spin_lock(&a->sig_lock);
-        tr__signal *s = a->sig.head;
-        if (s) {
-            __atomic_store_n(&a->sig.head, s->next, __ATOMIC_RELEASE);
-            if (!s->next)
-                a->sig.tail = NULL;
-            if (s->msg.tag == TR_TAG_EXIT) /* the link ends with the notice */
-                tr__refmap_del(&a->sig.links, s->msg.from);
-        }
-        tr__spin_unlock(&a->sig_lock);
+    for (;;) {
+        if (!a->sig.first)
+            collect(a);
+        tr__signal *s = a->sig.first;
         if (!s)
             return false;
+        if (!(a->sig.first = s->next))
+            a->sig.last = NULL;
+        if (s->msg.tag == TR_TAG_EXIT) { /* the link ends with the notice */
+            tr__spin_lock(&a->sig_lock);
+            tr__refmap_del(&a->sig.links, s->msg.from);
+            tr__spin_unlock(&a->sig_lock);
+        }
         tr_msg m = s->msg;
         free(s);
         /* Trapping may have been turned off since it was queued. */
@@ -92,7 +122,6 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
         if ((int64_t)m.a != 0)
             kill_by_link(a, (int)(int64_t)m.a);
     }
-    return false;
 }
 
 void tr__signal_exit(struct tr_actor *a, int reason)
@@ -101,42 +130,37 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     tr_ref self = a->mbox.ref;
     tr__spin_lock(&a->sig_lock);
     a->sig.exited = true;
-    tr__signals sig = a->sig;
-    __atomic_store_n(&a->sig.head, NULL, __ATOMIC_RELAXED);
-    a->sig.tail = NULL;
+    tr__refmap links = a->sig.links;
+    tr__monitor *monitors = a->sig.monitors;
+    uint32_t nmonitors = a->sig.nmonitors;
     a->sig.links = (tr__refmap){0};
     a->sig.monitors = NULL;
     a->sig.nmonitors = 0;
     tr__spin_unlock(&a->sig_lock);
-    if (!sig.head && !sig.links.len && !sig.nmonitors) {
-        tr__refmap_free(&sig.links);
-        free(sig.monitors);
-        return; /* the usual end: nobody to tell */
-    }
-    tr_ref few[8]; /* most actors have a link or two: no allocation */
-    tr_ref *links = sig.links.len <= 8 ? few : malloc(sig.links.len * sizeof *links);
-    if (links)
-        tr__refmap_keys(&sig.links, links);
+    /* Nobody reads them now: what was sent to us is dropped. */
+    free_list(atomic_exchange(&a->sig.inbox, TR__SIGNALS_CLOSED));
+    free_list(a->sig.first);
+    a->sig.first = a->sig.last = NULL;
 
-    for (tr__signal *s = sig.head, *next; s; s = next) {
-        next = s->next;
-        free(s);
-    }
+    tr_ref few[8]; /* most actors have a link or two: no allocation */
+    tr_ref *keys = links.len <= 8 ? few : malloc(links.len * sizeof *keys);
+    if (keys)
+        tr__refmap_keys(&links, keys);
     /* Out of memory for the list: the linked actors are not told (rare;
      * their own exits still reach us, harmlessly, as we are gone). */
-    for (size_t i = 0; links && i < sig.links.len; i++) {
+    for (size_t i = 0; keys && i < links.len; i++) {
         tr_msg m = {.tag = TR_TAG_EXIT, .from = self, .a = (uint64_t)(int64_t)reason};
-        send_signal(sys, links[i], &m);
+        send_signal(sys, keys[i], &m);
     }
-    if (links != few)
-        free(links);
-    tr__refmap_free(&sig.links);
-    for (uint32_t i = 0; i < sig.nmonitors; i++) {
-        tr_msg m = {.tag = TR_TAG_DOWN, .from = self, .a = sig.monitors[i].id,
+    if (keys != few)
+        free(keys);
+    tr__refmap_free(&links);
+    for (uint32_t i = 0; i < nmonitors; i++) {
+        tr_msg m = {.tag = TR_TAG_DOWN, .from = self, .a = monitors[i].id,
                     .b = (uint64_t)(int64_t)reason};
-        send_signal(sys, sig.monitors[i].watcher, &m);
+        send_signal(sys, monitors[i].watcher, &m);
     }
-    free(sig.monitors);
+    free(monitors);
 }
 
 void tr__signal_down_now(tr_system *sys, tr_ref watcher, tr_ref target, tr_ref id)
@@ -148,29 +172,24 @@ void tr__signal_down_now(tr_system *sys, tr_ref watcher, tr_ref target, tr_ref i
 
 bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
 {
-    bool found = false;
-    tr__spin_lock(&a->sig_lock);
-    for (tr__signal **p = &a->sig.head, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
+    collect(a);
+    for (tr__signal **p = &a->sig.first, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
         tr__signal *s = *p;
         if (s->msg.tag == TR_TAG_DOWN && s->msg.a == id) {
-            __atomic_store_n(p, s->next, __ATOMIC_RELAXED); /* p may be &head */
-            if (a->sig.tail == s)
-                a->sig.tail = prev;
+            *p = s->next;
+            if (a->sig.last == s)
+                a->sig.last = prev;
             free(s);
-            found = true;
-            break;
+            return true;
         }
     }
-    tr__spin_unlock(&a->sig_lock);
-    return found;
+    return false;
 }
 
 void tr__signal_destroy(struct tr_actor *a)
 {
-    for (tr__signal *s = a->sig.head, *next; s; s = next) {
-        next = s->next;
-        free(s);
-    }
+    free_list(atomic_load_explicit(&a->sig.inbox, memory_order_relaxed));
+    free_list(a->sig.first);
     tr__refmap_free(&a->sig.links);
     free(a->sig.monitors);
     a->sig = (tr__signals){0};

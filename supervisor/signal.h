@@ -1,23 +1,29 @@
 /*
  * signal.h - signals: exit and DOWN notices, on a queue of their own.
  *
- * Overview: a signal is a small heap node on the receiving actor's signal
- * list, guarded by the actor's sig_lock.  Signals are rare (one per link
- * or monitor when an actor ends), so a lock and an allocation each are
+ * Overview: a signal is a small heap node for the receiving actor.
+ * Senders push it onto the actor's inbox, a lock-free stack (newest
+ * first); the owner takes the whole stack at once and keeps it, oldest
+ * first, on a list of its own.  So senders never wait for each other or
+ * for the owner (a supervisor's 100,000 children end at once), and what
+ * one actor sends another arrives in the order sent.  Signals are rare
+ * (one per link or monitor when an actor ends), so an allocation each is
  * cheap enough, and an unbounded list is what keeps them apart from the
- * bounded mailbox: a full mailbox never holds one back.  After queueing,
+ * bounded mailbox: a full mailbox never holds one back.  After pushing,
  * the sender raises the receiver's flag exactly as a message does, so a
  * receiver parked in a receive or idle wakes up; a link's exit that
  * must end the receiver also cancels it, which ends any other wait.
  *
- * The same lock guards the actor's links and monitors and its `exited`
+ * The actor's sig_lock guards its links and monitors and its `exited`
  * mark: an actor that has ended accepts no new link or monitor (the
  * caller gets the notice at once instead), and its lists are taken, under
- * the lock, exactly once.
+ * the lock, exactly once.  At the end the inbox is closed for good with a
+ * marker that makes later pushes fail.
  */
 #ifndef TR_SIGNAL_H
 #define TR_SIGNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,7 +45,9 @@ typedef struct tr__monitor {
 
 /* An actor's signal state; zero-filled is empty. */
 typedef struct tr__signals {
-    tr__signal *head, *tail;     /* queued, oldest first */
+    /* pushed by senders, newest first; TR__SIGNALS_CLOSED once ended */
+    _Atomic(tr__signal *) inbox;
+    tr__signal *first, *last;    /* taken by the owner, oldest first */
     tr__refmap links;            /* linked actors (values unused) */
     tr__monitor *monitors;       /* who watches us */
     uint32_t nmonitors, monitors_cap;
@@ -50,10 +58,16 @@ typedef struct tr__signals {
  * that do not concern a non-trapping actor are dropped on the way. */
 bool tr__signal_take(struct tr_actor *a, tr_msg *out);
 
-/* True if a signal is queued (the owner only, or as a hint): a racy look
- * at a pointer the lock guards; the owner asks after lowering its flag,
- * and a sender raises it after queueing. */
-#define tr__signal_pending(a) (__atomic_load_n(&(a)->sig.head, __ATOMIC_ACQUIRE) != NULL)
+#define TR__SIGNALS_CLOSED ((tr__signal *)1)
+
+/* True if a signal is queued (the owner only); the owner asks after
+ * lowering its flag, and a sender raises it after pushing. */
+static inline bool tr__signals_pending(tr__signals *sig)
+{
+    tr__signal *pushed = atomic_load_explicit(&sig->inbox, memory_order_relaxed);
+    return sig->first || (pushed && pushed != TR__SIGNALS_CLOSED);
+}
+#define tr__signal_pending(a) tr__signals_pending(&(a)->sig)
 
 /* The actor has ended with `reason`: tell its links and monitors, free
  * what is queued.  Runs once, from tr__actor_finish. */
