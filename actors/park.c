@@ -47,13 +47,16 @@ int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
  * The park has ended before its deadline, or will not start: take its
  * timer back, which returns the timer's borrow of the actor now instead
  * of at the deadline.  Only the worker whose wheel holds it may; a park
- * that resumed elsewhere leaves it to fire, which then does nothing.
+ * that resumed elsewhere asks that worker to (timer.h).
  */
 static void drop_timer(struct tr_actor *a, uint32_t token)
 {
     tr__worker *w = tr__worker_now();
-    if (a->park_timer && a->park_timer_home == w)
-        tr__timers_cancel(w->sys, &w->timers, a->park_timer, a, token);
+    tr__worker *home = a->park_timer_home;
+    if (a->park_timer && home == w)
+        tr__timers_cancel(w->sys, &w->timers, a->park_timer, a->mbox.ref, token);
+    else if (a->park_timer)
+        tr__timers_cancel_remote(&home->timers, a->park_timer, a->mbox.ref, token);
     a->park_timer = NULL;
 }
 

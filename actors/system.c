@@ -75,6 +75,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
         w->id = i;
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         ck_ring_init(&w->runq, TR__RUNQ_SIZE);
+        tr__timers_init(&w->timers);
         /* The stack its scheduler loop starts on: fail here, not silently
          * in the thread. */
         w->seen = calloc(sys->nworkers, sizeof *w->seen);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "runtime.h"
+#include "sanitizer.h"
 
 /*
  * Slabs grow with the worker's needs: the first holds 64 entries (4 KiB),
@@ -74,24 +75,46 @@ int tr__timers_add(struct tr_system *sys, tr__timers *t, tr_deadline deadline,
     return tr__timers_add_handle(sys, t, deadline, a, ref, token, NULL);
 }
 
-bool tr__timers_cancel(struct tr_system *sys, tr__timers *t, tr__timer *timer,
-                       struct tr_actor *a, uint32_t token)
+void tr__timers_init(tr__timers *t)
 {
-    /* A park is named by (actor, token): tokens only grow, so an entry
-     * recycled into a later park, of this actor or another, never
-     * matches. */
-    if (!tr__wheel_armed(&timer->node) || timer->actor != a || timer->token != token)
+    ck_ring_init(&t->cancels, TR__TIMER_CANCELS);
+}
+
+bool tr__timers_cancel(struct tr_system *sys, tr__timers *t, tr__timer *timer,
+                       tr_ref ref, uint32_t token)
+{
+    /* A park is named by (ref, token): refs are never reused and tokens
+     * only grow, so an entry recycled into a later park never matches. */
+    if (!tr__wheel_armed(&timer->node) || timer->ref != ref || timer->token != token)
         return false;
     tr__wheel_cancel(&t->wheel, &timer->node);
     t->len--;
-    tr_ref ref = timer->ref;
+    struct tr_actor *a = timer->actor;
     recycle(t, timer);
     tr__ref_put(sys, ref, a, TR__SLOT_ACTOR);
     return true;
 }
 
+bool tr__timers_cancel_remote(tr__timers *t, tr__timer *timer, tr_ref ref,
+                              uint32_t token)
+{
+    tr__timer_cancel c = {timer, ref, token};
+    TR_TSAN_RELEASE(&t->cancels);
+    return ck_ring_enqueue_mpsc_tr_timer_cancel(&t->cancels, t->cancel_buf, &c);
+}
+
+static void take_cancels(struct tr_system *sys, tr__timers *t)
+{
+    tr__timer_cancel c;
+    while (ck_ring_dequeue_spsc_tr_timer_cancel(&t->cancels, t->cancel_buf, &c)) {
+        TR_TSAN_ACQUIRE(&t->cancels);
+        tr__timers_cancel(sys, t, c.timer, c.ref, c.token);
+    }
+}
+
 void tr__timers_fire(struct tr_system *sys, tr__timers *t, int64_t now)
 {
+    take_cancels(sys, t);
     tr__wheel_node *n;
     while ((n = tr__wheel_pop_due(&t->wheel, now))) {
         /* Recycle before the calls: they may add or cancel timers here. */

@@ -16,13 +16,23 @@
  * entries come from slabs owned by the worker and are recycled through a
  * free list: in the steady state adding a timer allocates nothing.  Slabs
  * are kept until tr__timers_clear, so a worker's timer memory is its
- * high-water mark of pending timers, 64 bytes each.  Every function is
- * for the owning worker's thread only (or for whoever owns a tr__timers
- * that no worker uses, as the tests and the bench do).
+ * high-water mark of pending timers, 64 bytes each.  Every function but
+ * tr__timers_cancel_remote is for the owning worker's thread only (or for
+ * whoever owns a tr__timers that no worker uses, as the tests and the
+ * bench do).
+ *
+ * A park that resumes on another worker cannot touch the wheel that holds
+ * its timer.  It queues a cancel request on a small bounded MPSC ring of
+ * that wheel's owner, which carries them out before it next fires its
+ * timers.  Without it every such park left a timer pending until its
+ * deadline: a supervisor waiting 10 s for 100,000 exits, woken by each
+ * one on either worker, grew a slab of stale timers per thousand parks.
+ * If the ring is full the timer is left to fire, which does nothing.
  */
 #ifndef TR_TIMER_H
 #define TR_TIMER_H
 
+#include <ck_ring.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -40,14 +50,30 @@ typedef struct tr__timer {
     uint32_t token;
 } tr__timer;
 
-/* Zero-filled memory is an empty set of timers; tr__timers_clear ends it. */
+/* A request from another worker to cancel a park's timer. */
+typedef struct tr__timer_cancel {
+    tr__timer *timer;
+    tr_ref ref;
+    uint32_t token;
+} tr__timer_cancel;
+
+CK_RING_PROTOTYPE(tr_timer_cancel, tr__timer_cancel)
+
+#define TR__TIMER_CANCELS 64 /* requests a worker holds; a power of two */
+
+/* Zero-filled memory is an empty set of timers that takes no remote
+ * cancels; tr__timers_init makes it take them, tr__timers_clear ends it. */
 typedef struct tr__timers {
     tr__wheel wheel;
+    struct ck_ring cancels;      /* tr__timer_cancel, from other workers */
+    tr__timer_cancel cancel_buf[TR__TIMER_CANCELS];
     tr__timer *free;             /* recycled entries, linked by node.next */
     struct tr__timer_slab *slabs;
     uint32_t owned;              /* entries in all slabs */
     uint32_t len;                /* pending timers; 0 lets the scheduler skip fire */
 } tr__timers;
+
+void tr__timers_init(tr__timers *t);
 
 /*
  * Add a timer that times out the park (`a`, `token`) at `deadline`; it
@@ -69,18 +95,24 @@ int tr__timers_add_handle(struct tr_system *sys, tr__timers *t,
                           uint32_t token, tr__timer **out);
 
 /*
- * Cancel `timer` if it is still the pending timer of the park (`a`,
+ * Cancel `timer` if it is still the pending timer of the park (`ref`,
  * `token`) in `t`: unlink it, drop its borrow of the actor's ref (which
  * may destroy a dead actor, as firing does) and recycle the entry.
  * Returns true if it did, false if the timer had already fired or been
  * cancelled (its entry may since serve another park; it is left alone).
- * Only the worker that owns `t` may call it: a park that resumes on
- * another worker cannot cancel, and its timer fires harmlessly instead.
+ * Only the worker that owns `t` may call it.
  */
 bool tr__timers_cancel(struct tr_system *sys, tr__timers *t, tr__timer *timer,
-                       struct tr_actor *a, uint32_t token);
+                       tr_ref ref, uint32_t token);
 
-/* Fire every timer due at `now`, earliest deadline first. */
+/* tr__timers_cancel from any other thread: queued for the owner, who
+ * carries it out before its next firing; false (left to fire) if the
+ * queue is full. */
+bool tr__timers_cancel_remote(tr__timers *t, tr__timer *timer, tr_ref ref,
+                              uint32_t token);
+
+/* Carry out the queued remote cancels, then fire every timer due at
+ * `now`, earliest deadline first. */
 void tr__timers_fire(struct tr_system *sys, tr__timers *t, int64_t now);
 
 /*

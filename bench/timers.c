@@ -131,7 +131,7 @@ static double park_timers(tr_system *sys, tr_ref ref, uint64_t n, uint64_t pairs
                                               TOKEN, &batch[i]),
                         "tr__timers_add_handle");
         for (int i = 0; i < BATCH; i++)
-            if (!tr__timers_cancel(sys, &t, batch[i], a, TOKEN))
+            if (!tr__timers_cancel(sys, &t, batch[i], ref, TOKEN))
                 bench_fail("a pending timer did not cancel");
     }
     double pair_ns = (double)(tr_now() - t0) / (double)pairs;

@@ -8,6 +8,7 @@
  * actors that time out on one worker, and a tr__timers of the test's own
  * that borrows a live actor's ref.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -580,11 +581,11 @@ static void test_timers_cancel_returns_the_borrow_and_recycles_the_entry(void **
     assert_int_equal(t.len, 4);
     assert_true(tr__timers_next(&t) > now && tr__timers_next(&t) <= d[1]);
 
-    assert_false(tr__timers_cancel(sys, &t, h[0], a, 3));       /* wrong token */
-    assert_false(tr__timers_cancel(sys, &t, h[0], NULL, 1));    /* wrong actor */
-    assert_true(tr__timers_cancel(sys, &t, h[0], a, 1));
-    assert_false(tr__timers_cancel(sys, &t, h[0], a, 1));       /* already */
-    assert_true(tr__timers_cancel(sys, &t, h[1], a, 1));        /* the earliest */
+    assert_false(tr__timers_cancel(sys, &t, h[0], ref, 3));             /* wrong token */
+    assert_false(tr__timers_cancel(sys, &t, h[0], ref + (1ull << 32), 1)); /* wrong ref */
+    assert_true(tr__timers_cancel(sys, &t, h[0], ref, 1));
+    assert_false(tr__timers_cancel(sys, &t, h[0], ref, 1));             /* already */
+    assert_true(tr__timers_cancel(sys, &t, h[1], ref, 1));              /* the earliest */
     assert_int_equal(t.len, 2);
     assert_int_equal(borrowers(sys, ref), base_borrows + 2);
     tr__timers_fire(sys, &t, d[1]); /* the cancelled ones do not fire */
@@ -593,7 +594,7 @@ static void test_timers_cancel_returns_the_borrow_and_recycles_the_entry(void **
 
     tr__timers_fire(sys, &t, d[2]);   /* fires h[2] only */
     assert_int_equal(t.len, 1);
-    assert_false(tr__timers_cancel(sys, &t, h[2], a, 1)); /* fired */
+    assert_false(tr__timers_cancel(sys, &t, h[2], ref, 1)); /* fired */
     assert_int_equal(borrowers(sys, ref), base_borrows + 1);
     tr__timers_fire(sys, &t, d[3]);
     assert_int_equal(t.len, 0);
@@ -608,7 +609,7 @@ static void test_timers_cancel_returns_the_borrow_and_recycles_the_entry(void **
         for (int i = 0; i < 200; i++)
             assert_int_equal(tr__timers_add_handle(sys, &t, now + i, a, ref, 1, &many[i]), 0);
         for (int i = 0; i < 200; i++)
-            assert_true(tr__timers_cancel(sys, &t, many[i], a, 1));
+            assert_true(tr__timers_cancel(sys, &t, many[i], ref, 1));
         if (round == 0)
             owned = t.owned;
     }
@@ -626,8 +627,84 @@ static void test_timers_cancel_returns_the_borrow_and_recycles_the_entry(void **
         usleep(1000);
     assert_int_equal(tr_try_send(sys, ref, &probe), TR_ENOACTOR);
     assert_int_equal(borrowers(sys, ref), 1);
-    assert_true(tr__timers_cancel(sys, &t, h[0], a, 1));
+    assert_true(tr__timers_cancel(sys, &t, h[0], ref, 1));
     assert_int_equal(borrowers(sys, ref), 0);
+    tr__timers_clear(&t);
+    tr_system_free(sys);
+}
+
+/*
+ * Cancels from other threads wait on the owner's ring until its next
+ * firing, then act exactly as its own would: the right park only, never
+ * an entry recycled since for another park, and a full ring refuses.
+ */
+static void remote_cancel_many(tr__timers *t, tr__timer **h, int n, tr_ref ref,
+                               uint32_t token)
+{
+    for (int i = 0; i < n; i++)
+        assert_true(tr__timers_cancel_remote(t, h[i], ref, token));
+}
+
+typedef struct remote_job {
+    tr__timers *t;
+    tr__timer **h;
+    int n;
+    tr_ref ref;
+} remote_job;
+
+static void *remote_canceller(void *arg)
+{
+    remote_job *j = arg;
+    remote_cancel_many(j->t, j->h, j->n, j->ref, 1);
+    return NULL;
+}
+
+static void test_timers_cancelled_from_another_thread_on_the_next_firing(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    tr_ref ref;
+    assert_int_equal(tr_spawn_loop(sys, wait_forever, NULL, &ref), 0);
+    uint8_t kind;
+    struct tr_actor *a = tr__slot_peek(&sys->slots, ref, &kind);
+    assert_non_null(a);
+    const uint32_t base_borrows = borrowers(sys, ref);
+
+    tr__timers t = {0};
+    tr__timers_init(&t);
+    const tr_deadline now = tr_now(), later = now + 1000000000;
+    enum { N = TR__TIMER_CANCELS };
+    tr__timer *h[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(tr__timers_add_handle(sys, &t, later, a, ref, 1, &h[i]), 0);
+    /* Two threads fill the ring; a further request is refused. */
+    remote_job jobs[2] = {{&t, h, N / 2, ref}, {&t, h + N / 2, N / 2, ref}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, remote_canceller, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_false(tr__timers_cancel_remote(&t, h[0], ref, 1));
+    assert_int_equal(t.len, N); /* nothing happens before the owner looks */
+    tr__timers_fire(sys, &t, now);
+    assert_int_equal(t.len, 0);
+    assert_int_equal(borrowers(sys, ref), base_borrows);
+
+    /* A request that arrives after its timer fired, when the entry already
+     * serves a later park (token 2), leaves that park's timer alone. */
+    assert_int_equal(tr__timers_add_handle(sys, &t, now, a, ref, 1, &h[0]), 0);
+    tr__timers_fire(sys, &t, now);
+    assert_int_equal(t.len, 0);
+    tr__timer *again;
+    assert_int_equal(tr__timers_add_handle(sys, &t, later, a, ref, 2, &again), 0);
+    assert_ptr_equal(again, h[0]); /* recycled last in, first out */
+    remote_cancel_many(&t, h, 1, ref, 1);
+    tr__timers_fire(sys, &t, now);
+    assert_int_equal(t.len, 1);
+    remote_cancel_many(&t, &again, 1, ref, 2);
+    tr__timers_fire(sys, &t, now);
+    assert_int_equal(t.len, 0);
+    assert_int_equal(borrowers(sys, ref), base_borrows);
     tr__timers_clear(&t);
     tr_system_free(sys);
 }
@@ -703,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_million_nodes_all_cancelled_or_all_expired),
         cmocka_unit_test(test_timers_wake_parked_actors_in_deadline_order),
         cmocka_unit_test(test_timers_cancel_returns_the_borrow_and_recycles_the_entry),
+        cmocka_unit_test(test_timers_cancelled_from_another_thread_on_the_next_firing),
         cmocka_unit_test(test_timers_add_returns_enomem_when_a_slab_cannot_grow),
     };
     return cmocka_run_group_tests_name("wheel", tests, NULL, NULL);
