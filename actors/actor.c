@@ -29,9 +29,13 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     if (body && o.stack_size && o.stack_size < MIN_STACK)
         return TR_EINVAL;
 
-    struct tr_actor *a = calloc(1, sizeof *a);
+    bool pooled;
+    struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR, &pooled);
     if (!a)
         return TR_ENOMEM;
+    memset(a, 0, sizeof *a);
+    a->pooled = pooled;
+    tr__mailbox_init(&a->mbox, sys, ring_size, a, &a->scheduled, TR_ENOACTOR);
     if (o.name && !(a->name = strdup(o.name)))
         goto free_actor;
     if (body && o.stack_size &&
@@ -39,14 +43,13 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
         goto free_name;
     if (o.cleanup && tr__actor_defer(a, o.cleanup, o.cleanup_arg))
         goto free_stack;
-    tr__mailbox_init(&a->mbox, sys, ring_size, a, &a->scheduled, TR_ENOACTOR);
     a->handler = handler;
     a->body = body;
     a->state = o.state;
     /* A handler actor idles until its first message; a body starts now. */
     atomic_init(&a->scheduled, body ? 1 : 0);
     atomic_init(&a->park_token, 1); /* odd: not in a wait */
-    rc = tr__slot_alloc(&sys->slots, a, TR__SLOT_ACTOR, &a->mbox.ref);
+    rc = tr__slot_alloc(&sys->slots, tr__slot_cache_of(sys), a, TR__SLOT_ACTOR, &a->mbox.ref);
     if (rc)
         goto free_stack;
     if (out)
@@ -56,12 +59,12 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     return 0;
 
 free_stack:
-    free(a->cleanups); /* not run: the spawn failed, the caller keeps arg */
+    tr__actor_drop_cleanups(a); /* not run: the caller keeps arg */
     tr__stack_free(a->stack);
 free_name:
     free(a->name);
 free_actor:
-    free(a);
+    tr__free(sys, TR__POOL_ACTOR, a, a->pooled);
     return rc;
 }
 
@@ -102,10 +105,10 @@ void tr__actor_destroy(struct tr_actor *a)
         tr_msg_release(a->outgoing);
     tr__mailbox_destroy(&a->mbox);
     tr__signal_destroy(a);
-    tr__slot_release(&sys->slots, a->mbox.ref);
+    tr__slot_release(&sys->slots, tr__slot_cache_of(sys), a->mbox.ref);
     tr__stack_free(a->stack);
     free(a->name);
-    free(a);
+    tr__free(sys, TR__POOL_ACTOR, a, a->pooled);
 }
 
 /* A linked actor's exit that ended this one names the reason. */

@@ -8,24 +8,26 @@
  * ends (its body or handler returns, tr_exit, a cancellation it obeys)
  * runs them as itself, so they may send; an actor destroyed while parked
  * at system shutdown runs them on the thread that stops the system.
- * Only actors that use it pay: one small allocation per handler.
+ * Only actors that use it pay: one pool node per handler.
  */
-#include <stdlib.h>
-
 #include "runtime.h"
 
 struct tr__cleanup {
     struct tr__cleanup *next;
     void (*fn)(void *arg);
     void *arg;
+    bool pooled;
 };
+
+_Static_assert(sizeof(struct tr__cleanup) <= TR__NODE_BYTES, "a handler is a pool node");
 
 int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg)
 {
-    struct tr__cleanup *c = malloc(sizeof *c);
+    bool pooled;
+    struct tr__cleanup *c = tr__alloc(a->mbox.sys, TR__POOL_NODE, &pooled);
     if (!c)
         return TR_ENOMEM;
-    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg};
+    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg, .pooled = pooled};
     a->cleanups = c;
     return 0;
 }
@@ -47,7 +49,16 @@ void tr__actor_run_cleanups(struct tr_actor *a)
         a->cleanups = c->next;
         void (*fn)(void *) = c->fn;
         void *arg = c->arg;
-        free(c);
+        tr__free(a->mbox.sys, TR__POOL_NODE, c, c->pooled);
         fn(arg);
+    }
+}
+
+void tr__actor_drop_cleanups(struct tr_actor *a)
+{
+    struct tr__cleanup *c;
+    while ((c = a->cleanups) != NULL) {
+        a->cleanups = c->next;
+        tr__free(a->mbox.sys, TR__POOL_NODE, c, c->pooled);
     }
 }

@@ -24,12 +24,14 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "../mailbox/deadlock.h"
 #include "../mailbox/mailbox.h"
 #include "../supervisor/signal.h"
 #include "inject.h"
 #include "msg_timer.h"
+#include "pool.h"
 #include "slots.h"
 #include "spin.h"
 #include "stack.h"
@@ -42,6 +44,11 @@
 
 /* What a slot holds. */
 enum { TR__SLOT_ACTOR = 1, TR__SLOT_MAILBOX = 2 };
+
+/* The system's block pools (pool.h): actors, rings of the default
+ * capacity, and 64-byte nodes (exit notices, cleanup handlers). */
+enum { TR__POOL_ACTOR, TR__POOL_RING, TR__POOL_NODE, TR__POOLS };
+#define TR__NODE_BYTES 64
 
 /*
  * Why an actor is parked, for whoever ends the park.  A receive (and a
@@ -70,6 +77,8 @@ typedef struct tr__worker {
     uint32_t tick;
     uint64_t rng;
     tr__timers timers;
+    tr__pool_cache pool_caches[TR__POOLS];
+    tr__slot_cache slot_cache;    /* refs freed here, handed on in batches */
     tr__stack native;             /* the thread's own stack */
     unsigned id;
     pthread_t thread;
@@ -105,6 +114,7 @@ struct tr_system {
     tr__worker *workers;
     tr__slots slots;
     tr__stack_pool stacks;
+    tr__pool pools[TR__POOLS];
 
     /* Work from threads that are not workers, yields, run queue overflow. */
     tr__inject global;
@@ -160,6 +170,7 @@ struct tr_actor {
     struct tr__timer *park_timer;   /* the current park's deadline, or NULL */
     struct tr__worker *park_timer_home; /* whose wheel holds it */
     struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
+    bool pooled;                    /* its memory is a pool block (tr__alloc) */
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
 
     atomic_bool trap_exits;
@@ -262,6 +273,9 @@ int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg);
 /* Run the actor's cleanup handlers, newest first, each once. */
 void tr__actor_run_cleanups(struct tr_actor *a);
 
+/* Free the handlers without running them (a spawn that failed). */
+void tr__actor_drop_cleanups(struct tr_actor *a);
+
 /* Destroy an actor whose slot has no borrowers and is dead. */
 void tr__actor_destroy(struct tr_actor *a);
 
@@ -338,6 +352,44 @@ void tr__watchdog_stop(struct tr_system *sys);
 
 /* The scheduler loop (never returns) and the worker thread's entry. */
 void *tr__worker_main(void *arg);
+
+/* The calling worker's cache of sys's pool, or NULL on another thread. */
+static inline tr__pool_cache *tr__pool_cache_of(struct tr_system *sys, int pool)
+{
+    tr__worker *w = tr__worker_now();
+    return w && w->sys == sys ? &w->pool_caches[pool] : NULL;
+}
+
+/* The calling worker's cache of free slots if it is one of sys's
+ * workers, else NULL. */
+static inline tr__slot_cache *tr__slot_cache_of(struct tr_system *sys)
+{
+    tr__worker *w = tr__worker_now();
+    return w && w->sys == sys ? &w->slot_cache : NULL;
+}
+
+/* A block for one of sys's pools: from the calling worker's cache, or on
+ * other threads from malloc (pool.h says why); *pooled tells which, for
+ * tr__free.  NULL if out of memory. */
+static inline void *tr__alloc(struct tr_system *sys, int pool, bool *pooled)
+{
+    tr__pool_cache *c = tr__pool_cache_of(sys, pool);
+    *pooled = c != NULL;
+    if (c)
+        return tr__pool_get(&sys->pools[pool], c);
+    /* Only a ring wants its cache lines to itself: glibc's aligned_alloc
+     * splits chunks, which made spawning from a thread 30 % slower. */
+    size_t size = sys->pools[pool].size;
+    return pool == TR__POOL_RING ? aligned_alloc(TR__CACHELINE, size) : malloc(size);
+}
+
+static inline void tr__free(struct tr_system *sys, int pool, void *block, bool pooled)
+{
+    if (pooled)
+        tr__pool_put(&sys->pools[pool], tr__pool_cache_of(sys, pool), block);
+    else
+        free(block);
+}
 
 /* The mailbox of an object behind a ref: an actor's own, or a mailbox. */
 static inline struct tr_mailbox *tr__mailbox_of(void *obj, uint8_t kind)

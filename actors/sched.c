@@ -371,6 +371,7 @@ static void park_worker(tr__worker *w)
 {
     tr_system *sys = w->sys;
 
+    tr__slot_flush(&sys->slots, &w->slot_cache); /* others may need them */
     atomic_store(&w->wake_word, 0);
     tr__spin_lock(&sys->idle_lock);
     sys->idle[sys->nidle_list++] = w->id;

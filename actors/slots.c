@@ -41,39 +41,84 @@ void tr__slots_destroy(tr__slots *t)
     t->chunks = NULL;
 }
 
-int tr__slot_alloc(tr__slots *t, void *obj, uint8_t kind, tr_ref *ref)
+/* Push the chain head..tail (indexes + 1, linked by next_free). */
+static void push_free(tr__slots *t, uint32_t head, uint32_t tail)
 {
-    uint32_t index;
-    tr__slot *s;
+    tr__slot *last = slot_at(t, tail - 1);
+    uint64_t top = atomic_load_explicit(&t->free_top, memory_order_relaxed);
+    uint64_t want;
+    do {
+        atomic_store_explicit(&last->next_free, (uint32_t)top, memory_order_relaxed);
+        want = ((top >> 32) + 1) << 32 | head;
+    } while (!atomic_compare_exchange_weak_explicit(&t->free_top, &top, want,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
 
-    tr__spin_lock(&t->lock);
-    if (t->free_head) {
-        index = t->free_head - 1;
-        s = slot_at(t, index);
-        t->free_head = s->next_free;
-    } else {
-        if (t->used >= t->max) {
-            tr__spin_unlock(&t->lock);
-            return TR_ELIMIT;
-        }
-        index = t->used;
-        _Atomic(tr__slot *) *chunkp = &t->chunks[index >> TR__SLOT_CHUNK_SHIFT];
-        if (!atomic_load_explicit(chunkp, memory_order_relaxed)) {
-            tr__slot *chunk = calloc(TR__SLOT_CHUNK, sizeof *chunk);
-            if (!chunk) {
-                tr__spin_unlock(&t->lock);
-                return TR_ENOMEM;
-            }
-            for (unsigned i = 0; i < TR__SLOT_CHUNK; i++)
-                atomic_init(&chunk[i].word, 1ull << 32); /* generation 1 */
-            /* Pairs with the acquire in slot_at. */
-            atomic_store_explicit(chunkp, chunk, memory_order_release);
-        }
-        t->used++;
-        s = slot_at(t, index);
+/* Pop a free slot's index + 1, or 0 if the stack is empty. */
+static uint32_t pop_free(tr__slots *t)
+{
+    uint64_t top = atomic_load_explicit(&t->free_top, memory_order_acquire);
+    for (;;) {
+        uint32_t first = (uint32_t)top;
+        if (!first)
+            return 0;
+        uint32_t next = atomic_load_explicit(&slot_at(t, first - 1)->next_free,
+                                             memory_order_relaxed);
+        uint64_t want = ((top >> 32) + 1) << 32 | next;
+        if (atomic_compare_exchange_weak_explicit(&t->free_top, &top, want,
+                                                  memory_order_acquire,
+                                                  memory_order_acquire))
+            return first;
     }
-    tr__spin_unlock(&t->lock);
+}
 
+/* A never used slot's index + 1; 0 with *rc set if there is none. */
+static uint32_t fresh_slot(tr__slots *t, int *rc)
+{
+    tr__spin_lock(&t->lock);
+    if (t->used >= t->max) {
+        tr__spin_unlock(&t->lock);
+        *rc = TR_ELIMIT;
+        return 0;
+    }
+    uint32_t index = t->used;
+    _Atomic(tr__slot *) *chunkp = &t->chunks[index >> TR__SLOT_CHUNK_SHIFT];
+    if (!atomic_load_explicit(chunkp, memory_order_relaxed)) {
+        tr__slot *chunk = calloc(TR__SLOT_CHUNK, sizeof *chunk);
+        if (!chunk) {
+            tr__spin_unlock(&t->lock);
+            *rc = TR_ENOMEM;
+            return 0;
+        }
+        for (unsigned i = 0; i < TR__SLOT_CHUNK; i++)
+            atomic_init(&chunk[i].word, 1ull << 32); /* generation 1 */
+        /* Pairs with the acquire in slot_at. */
+        atomic_store_explicit(chunkp, chunk, memory_order_release);
+    }
+    t->used++;
+    tr__spin_unlock(&t->lock);
+    return index + 1;
+}
+
+int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
+                   tr_ref *ref)
+{
+    uint32_t first = 0;
+    int rc = 0;
+    if (c && c->head) {
+        first = c->head;
+        c->head = atomic_load_explicit(&slot_at(t, first - 1)->next_free,
+                                       memory_order_relaxed);
+        if (--c->len == 0)
+            c->tail = 0;
+    }
+    if (!first)
+        first = pop_free(t);
+    if (!first && !(first = fresh_slot(t, &rc)))
+        return rc;
+    uint32_t index = first - 1;
+    tr__slot *s = slot_at(t, index);
     s->kind = kind;
     atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
     uint64_t gen = atomic_load_explicit(&s->word, memory_order_relaxed) >> 32;
@@ -129,19 +174,32 @@ bool tr__slot_kill(tr__slots *t, tr_ref ref)
     return (old & BORROW_MASK) == 0 && (old & ALIVE);
 }
 
-void tr__slot_release(tr__slots *t, tr_ref ref)
+void tr__slot_release(tr__slots *t, tr__slot_cache *c, tr_ref ref)
 {
-    uint32_t index = (uint32_t)ref - 1;
-    tr__slot *s = slot_at(t, index);
+    uint32_t first = (uint32_t)ref;
+    tr__slot *s = slot_at(t, first - 1);
     uint64_t gen = (ref >> 32) + 1;
     if ((uint32_t)gen == 0)
         gen = 1;
     atomic_store_explicit(&s->obj, NULL, memory_order_relaxed);
     atomic_store_explicit(&s->word, (gen & 0xFFFFFFFFull) << 32, memory_order_release);
-    tr__spin_lock(&t->lock);
-    s->next_free = t->free_head;
-    t->free_head = index + 1;
-    tr__spin_unlock(&t->lock);
+    if (!c) {
+        push_free(t, first, first);
+        return;
+    }
+    atomic_store_explicit(&s->next_free, c->head, memory_order_relaxed);
+    c->head = first;
+    if (!c->tail)
+        c->tail = first;
+    if (++c->len == TR__SLOT_BATCH)
+        tr__slot_flush(t, c);
+}
+
+void tr__slot_flush(tr__slots *t, tr__slot_cache *c)
+{
+    if (c->head)
+        push_free(t, c->head, c->tail);
+    *c = (tr__slot_cache){0};
 }
 
 void tr__slots_each(tr__slots *t, void (*fn)(void *obj, uint8_t kind, void *arg),

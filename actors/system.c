@@ -31,6 +31,8 @@ static void free_parts(tr_system *sys)
     }
     free(sys->workers);
     free(sys->idle);
+    for (int i = 0; i < TR__POOLS; i++)
+        tr__pool_destroy(&sys->pools[i]);
     free(sys);
 }
 
@@ -53,14 +55,19 @@ int tr_system_new(const tr_config *config, tr_system **out)
     if (n > MAX_WORKERS)
         n = MAX_WORKERS;
 
-    tr_system *sys = calloc(1, sizeof *sys);
+    tr_system *sys = aligned_alloc(TR__CACHELINE, sizeof *sys); /* its lines are laid out */
     if (!sys)
         return TR_ENOMEM;
+    memset(sys, 0, sizeof *sys);
     sys->cfg = cfg;
     sys->nworkers = (unsigned)n;
     tr__inject_init(&sys->global);
     atomic_init(&sys->next_monitor, 1);
     tr__stack_pool_init(&sys->stacks, cfg.stack_size, cfg.stack_guard);
+    tr__pool_init(&sys->pools[TR__POOL_ACTOR], sizeof(struct tr_actor));
+    tr__pool_init(&sys->pools[TR__POOL_RING],
+                  tr__mailbox_ring_bytes(tr__mailbox_ring_size(sys, 0)));
+    tr__pool_init(&sys->pools[TR__POOL_NODE], TR__NODE_BYTES);
     sys->workers = aligned_alloc(TR__CACHELINE, (size_t)n * sizeof(tr__worker));
     if (sys->workers)
         memset(sys->workers, 0, (size_t)n * sizeof(tr__worker));

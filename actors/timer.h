@@ -59,7 +59,7 @@ typedef struct tr__timer_cancel {
 
 CK_RING_PROTOTYPE(tr_timer_cancel, tr__timer_cancel)
 
-#define TR__TIMER_CANCELS 64 /* requests a worker holds; a power of two */
+#define TR__TIMER_CANCELS 64 /* ring size, a power of two: holds 63 requests */
 
 /* Zero-filled memory is an empty set of timers that takes no remote
  * cancels; tr__timers_init makes it take them, tr__timers_clear ends it. */

@@ -40,21 +40,41 @@ void tr__mailbox_init(struct tr_mailbox *mb, struct tr_system *sys,
     mb->closed_error = closed_error;
 }
 
+size_t tr__mailbox_ring_bytes(uint32_t ring_size)
+{
+    size_t bytes = sizeof(tr__ringbuf) + (size_t)ring_size * sizeof(tr_msg);
+    return (bytes + TR__CACHELINE - 1) & ~(size_t)(TR__CACHELINE - 1);
+}
+
+/* Rings of the default capacity, nearly all of them, come from the
+ * system's pool (on workers); others from malloc. */
+static bool default_size(const struct tr_mailbox *mb)
+{
+    return tr__mailbox_ring_bytes(mb->ring_size) == mb->sys->pools[TR__POOL_RING].size;
+}
+
+static void ring_free(struct tr_mailbox *mb, tr__ringbuf *rb)
+{
+    tr__free(mb->sys, TR__POOL_RING, rb, rb->pooled);
+}
+
 /* The first sender allocates the ring; a loser of the race frees its own. */
 static tr__ringbuf *ring_create(struct tr_mailbox *mb)
 {
-    size_t bytes = sizeof(tr__ringbuf) + (size_t)mb->ring_size * sizeof(tr_msg);
-    tr__ringbuf *rb = aligned_alloc(TR__CACHELINE,
-                                    (bytes + TR__CACHELINE - 1) & ~(size_t)(TR__CACHELINE - 1));
+    bool pooled = false;
+    tr__ringbuf *rb = default_size(mb) ? tr__alloc(mb->sys, TR__POOL_RING, &pooled)
+                                       : aligned_alloc(TR__CACHELINE,
+                                                       tr__mailbox_ring_bytes(mb->ring_size));
     if (!rb)
         return NULL;
+    rb->pooled = pooled;
     ck_ring_init(&rb->ring, mb->ring_size);
     tr__ringbuf *expected = NULL;
     /* Pairs with the acquire loads in put and take. */
     if (!atomic_compare_exchange_strong_explicit(&mb->rb, &expected, rb,
                                                  memory_order_acq_rel,
                                                  memory_order_acquire)) {
-        free(rb);
+        ring_free(mb, rb);
         return expected;
     }
     return rb;
@@ -372,6 +392,6 @@ void tr__mailbox_destroy(struct tr_mailbox *mb)
         TR_TSAN_ACQUIRE(rb);
         tr_msg_release(&m);
     }
-    free(rb);
+    ring_free(mb, rb);
     atomic_store_explicit(&mb->rb, NULL, memory_order_relaxed);
 }

@@ -39,6 +39,7 @@ CK_RING_PROTOTYPE(tr_msg, tr_msg)
 
 typedef struct tr__ringbuf {
     struct ck_ring ring;
+    bool pooled;                 /* a pool block (tr__alloc), or malloc's */
     struct tr_msg slots[];
 } tr__ringbuf;
 
@@ -79,6 +80,9 @@ struct tr_mailbox {
 
 /* Ring size for a requested capacity (0: the system default); 0 if invalid. */
 uint32_t tr__mailbox_ring_size(const struct tr_system *sys, uint32_t capacity);
+
+/* The bytes a ring of ring_size slots takes, a multiple of the cache line. */
+size_t tr__mailbox_ring_bytes(uint32_t ring_size);
 
 /*
  * Set up an empty mailbox of `owner` (an actor, or NULL for a thread)

@@ -110,7 +110,7 @@ int tr_mailbox_new(tr_system *sys, uint32_t capacity, tr_mailbox **out)
         atomic_fetch_add(&o->thread->refs, 1);
         tr__mailbox_init(&o->mb, sys, ring_size, NULL, &o->thread->flag, TR_ECLOSED);
     }
-    rc = tr__slot_alloc(&sys->slots, &o->mb, TR__SLOT_MAILBOX, &o->mb.ref);
+    rc = tr__slot_alloc(&sys->slots, tr__slot_cache_of(sys), &o->mb, TR__SLOT_MAILBOX, &o->mb.ref);
     if (rc)
         goto drop_owner;
     tr__owned_mailbox **tail = owner_list(&o->mb);
@@ -194,7 +194,7 @@ static void destroy(struct tr_mailbox *mb, bool drop_owner)
     tr_system *sys = mb->sys;
     tr__hazard_wait(sys, mb->ref);
     tr__mailbox_destroy(mb);
-    tr__slot_release(&sys->slots, mb->ref);
+    tr__slot_release(&sys->slots, tr__slot_cache_of(sys), mb->ref);
     if (outer(mb)->thread)
         thread_owner_put(outer(mb)->thread);
     else if (drop_owner)

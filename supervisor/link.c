@@ -24,14 +24,15 @@ static bool grow(void **items, uint32_t *n, uint32_t *cap, size_t size)
     return true;
 }
 
-/* Add `ref` to a's links; 0, TR_ENOACTOR (a has ended) or TR_ENOMEM. */
-static int add_link(struct tr_actor *a, tr_ref ref)
+/* Add `ref` to a's links with `tag`; 0, TR_ENOACTOR (a has ended) or
+ * TR_ENOMEM. */
+static int add_link(struct tr_actor *a, tr_ref ref, uint32_t tag)
 {
     int rc = 0;
     tr__spin_lock(&a->sig_lock);
     if (a->sig.exited)
         rc = TR_ENOACTOR;
-    else if (!tr__refmap_put(&a->sig.links, ref, 0))
+    else if (!tr__refmap_put(&a->sig.links, ref, tag))
         rc = TR_ENOMEM;
     tr__spin_unlock(&a->sig_lock);
     return rc;
@@ -40,7 +41,7 @@ static int add_link(struct tr_actor *a, tr_ref ref)
 static void drop_link(struct tr_actor *a, tr_ref ref)
 {
     tr__spin_lock(&a->sig_lock);
-    tr__refmap_del(&a->sig.links, ref);
+    tr__refmap_del(&a->sig.links, ref, NULL);
     tr__spin_unlock(&a->sig_lock);
 }
 
@@ -65,7 +66,7 @@ void tr__link_forget(tr_system *sys, tr_ref ref, tr_ref gone)
     }
 }
 
-int tr_link(tr_ref other)
+int tr__link_tagged(tr_ref other, uint32_t tag)
 {
     tr_actor *self = tr_current();
     if (!self)
@@ -78,11 +79,40 @@ int tr_link(tr_ref other)
         return TR_ENOACTOR;
     /* Ours first: if `other` ends in between, its exit finds our link
      * gone from its list, or reaches us through ours. */
-    int rc = add_link(self, other);
-    if (rc == 0 && (rc = add_link(o, self->mbox.ref)) != 0)
+    int rc = add_link(self, other, tag);
+    if (rc == 0 && (rc = add_link(o, self->mbox.ref, 0)) != 0)
         drop_link(self, other);
     tr__ref_put(sys, other, o, TR__SLOT_ACTOR);
     return rc;
+}
+
+int tr_link(tr_ref other)
+{
+    return tr__link_tagged(other, 0);
+}
+
+bool tr__link_tag(tr_ref other, uint32_t *tag)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return false;
+    tr__spin_lock(&self->sig_lock);
+    bool linked = tr__refmap_get(&self->sig.links, other, tag);
+    tr__spin_unlock(&self->sig_lock);
+    return linked;
+}
+
+bool tr__link_retag(tr_ref other, uint32_t tag)
+{
+    tr_actor *self = tr_current();
+    if (!self)
+        return false;
+    uint32_t old;
+    tr__spin_lock(&self->sig_lock);
+    bool linked = tr__refmap_get(&self->sig.links, other, &old) &&
+                  tr__refmap_put(&self->sig.links, other, tag); /* replaces: no allocation */
+    tr__spin_unlock(&self->sig_lock);
+    return linked;
 }
 
 int tr_unlink(tr_ref other)

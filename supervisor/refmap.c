@@ -64,11 +64,13 @@ bool tr__refmap_get(const tr__refmap *m, tr_ref ref, uint32_t *val)
     return true;
 }
 
-bool tr__refmap_del(tr__refmap *m, tr_ref ref)
+bool tr__refmap_del(tr__refmap *m, tr_ref ref, uint32_t *val)
 {
     tr__refmap_slot *at = slot_of(m, ref);
     if (!at)
         return false;
+    if (val)
+        *val = at->val;
     m->len--;
     size_t i = (size_t)(at - m->slots);
     for (size_t j = i;;) {

@@ -36,8 +36,8 @@ bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val);
 /* The value of ref in *val; false if absent. */
 bool tr__refmap_get(const tr__refmap *m, tr_ref ref, uint32_t *val);
 
-/* Remove ref; false if it was absent. */
-bool tr__refmap_del(tr__refmap *m, tr_ref ref);
+/* Remove ref, its value into *val unless val is NULL; false if absent. */
+bool tr__refmap_del(tr__refmap *m, tr_ref ref, uint32_t *val);
 
 /* Every ref, in table order, into out (len entries). */
 void tr__refmap_keys(const tr__refmap *m, tr_ref *out);

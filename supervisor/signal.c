@@ -21,11 +21,13 @@ static bool delivered_as_message(struct tr_actor *a, const tr_msg *m)
     return m->tag != TR_TAG_EXIT || atomic_load(&a->trap_exits);
 }
 
-static void free_list(tr__signal *s)
+_Static_assert(sizeof(tr__signal) <= TR__NODE_BYTES, "a signal is a pool node");
+
+static void free_list(tr_system *sys, tr__signal *s)
 {
     for (tr__signal *next; s && s != TR__SIGNALS_CLOSED; s = next) {
         next = s->next;
-        free(s);
+        tr__free(sys, TR__POOL_NODE, s, s->pooled);
     }
 }
 
@@ -79,20 +81,22 @@ static void send_signal(tr_system *sys, tr_ref to, const tr_msg *m)
         goto release;
     if (!delivered_as_message(a, m)) {
         tr__spin_lock(&a->sig_lock);
-        tr__refmap_del(&a->sig.links, m->from);
+        tr__refmap_del(&a->sig.links, m->from, NULL);
         tr__spin_unlock(&a->sig_lock);
         if ((int64_t)m->a != 0)
             kill_by_link(a, (int)(int64_t)m->a);
         goto release;
     }
-    tr__signal *s = malloc(sizeof *s);
+    bool pooled;
+    tr__signal *s = tr__alloc(sys, TR__POOL_NODE, &pooled);
     if (!s) /* nowhere to keep it: the receiver's watch is lost (rare) */
         goto release;
     s->msg = *m;
+    s->pooled = pooled;
     if (push(a, s))
         tr__mailbox_notify(&a->mbox); /* wakes it like a message would */
     else
-        free(s);
+        tr__free(sys, TR__POOL_NODE, s, pooled);
 release:
     tr__hold_release(sys, &hold);
 }
@@ -108,12 +112,14 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
         if (!(a->sig.first = s->next))
             a->sig.last = NULL;
         if (s->msg.tag == TR_TAG_EXIT) { /* the link ends with the notice */
+            uint32_t tag = 0;
             tr__spin_lock(&a->sig_lock);
-            tr__refmap_del(&a->sig.links, s->msg.from);
+            tr__refmap_del(&a->sig.links, s->msg.from, &tag);
             tr__spin_unlock(&a->sig_lock);
+            s->msg.b = tag;
         }
         tr_msg m = s->msg;
-        free(s);
+        tr__free(a->mbox.sys, TR__POOL_NODE, s, s->pooled);
         /* Trapping may have been turned off since it was queued. */
         if (delivered_as_message(a, &m)) {
             *out = m;
@@ -138,8 +144,8 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     a->sig.nmonitors = 0;
     tr__spin_unlock(&a->sig_lock);
     /* Nobody reads them now: what was sent to us is dropped. */
-    free_list(atomic_exchange(&a->sig.inbox, TR__SIGNALS_CLOSED));
-    free_list(a->sig.first);
+    free_list(sys, atomic_exchange(&a->sig.inbox, TR__SIGNALS_CLOSED));
+    free_list(sys, a->sig.first);
     a->sig.first = a->sig.last = NULL;
 
     tr_ref few[8]; /* most actors have a link or two: no allocation */
@@ -179,7 +185,7 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
             *p = s->next;
             if (a->sig.last == s)
                 a->sig.last = prev;
-            free(s);
+            tr__free(a->mbox.sys, TR__POOL_NODE, s, s->pooled);
             return true;
         }
     }
@@ -188,8 +194,8 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
 
 void tr__signal_destroy(struct tr_actor *a)
 {
-    free_list(atomic_load_explicit(&a->sig.inbox, memory_order_relaxed));
-    free_list(a->sig.first);
+    free_list(a->mbox.sys, atomic_load_explicit(&a->sig.inbox, memory_order_relaxed));
+    free_list(a->mbox.sys, a->sig.first);
     tr__refmap_free(&a->sig.links);
     free(a->sig.monitors);
     a->sig = (tr__signals){0};

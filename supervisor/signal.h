@@ -36,6 +36,7 @@ struct tr_system;
 typedef struct tr__signal {
     struct tr__signal *next;
     tr_msg msg;                  /* as it will be delivered */
+    bool pooled;                 /* a pool node (tr__alloc) */
 } tr__signal;
 
 /* A watcher of this actor, told by a DOWN when it ends. */
@@ -78,6 +79,19 @@ void tr__signal_down_now(struct tr_system *sys, tr_ref watcher, tr_ref target, t
 
 /* Drop a queued DOWN of monitor `id` (demonitor); true if there was one. */
 bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id);
+
+/*
+ * Links with a tag: the calling actor's side of the link to `other`
+ * carries `tag`, and other's exit, when it reaches us as a TR_TAG_EXIT
+ * message, has it in msg.b (0 for tr_link's links).  A supervisor tags
+ * each child's link with the child's place, so it needs no map of its
+ * own from refs to children.  tr__link_tagged is tr_link with a tag (an
+ * existing link is retagged); tr__link_tag reads it (false: not linked);
+ * tr__link_retag changes it (false: not linked, nothing changed).
+ */
+int tr__link_tagged(tr_ref other, uint32_t tag);
+bool tr__link_tag(tr_ref other, uint32_t *tag);
+bool tr__link_retag(tr_ref other, uint32_t tag);
 
 /* Take `gone` off the links of the actor behind `ref` (it ended). */
 void tr__link_forget(struct tr_system *sys, tr_ref ref, tr_ref gone);

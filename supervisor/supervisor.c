@@ -59,7 +59,6 @@ typedef struct sup {
     child *kids;
     int64_t *history;        /* times of recent restarts, a ring */
     int *reasons;            /* per child, while others are being stopped */
-    tr__refmap running;      /* ref of each running child -> its index */
     tr__refmap left_behind;  /* children that outlived their shutdown time */
     size_t cap;              /* kids allocated */
     request *deferred, **deferred_tail;
@@ -78,7 +77,6 @@ static void free_sup(void *arg)
     free(s->kids);
     free(s->history);
     free(s->reasons);
-    tr__refmap_free(&s->running);
     tr__refmap_free(&s->left_behind);
     for (request *r = s->deferred, *next; r; r = next) {
         next = r->next;
@@ -87,21 +85,22 @@ static void free_sup(void *arg)
     free(s);
 }
 
+/* The place of the running child `ref` by its link's tag, or -1. */
 static ssize_t find(sup *s, tr_ref ref)
 {
-    uint32_t i;
-    return ref && tr__refmap_get(&s->running, ref, &i) ? (ssize_t)i : -1;
+    uint32_t tag;
+    if (!ref || !tr__link_tag(ref, &tag))
+        return -1;
+    size_t i = (size_t)tag - 1; /* 0, an untagged link: never a child */
+    return i < s->n && s->kids[i].ref == ref ? (ssize_t)i : -1;
 }
 
-/* Child i is running as `ref`, or (ref 0) no longer; false if out of
- * memory to remember it. */
-static bool set_ref(sup *s, size_t i, tr_ref ref)
+/* The place of the running child whose exit `m` is, or -1: the exit of
+ * a tagged link carries its tag. */
+static ssize_t exited_child(sup *s, const tr_msg *m)
 {
-    child *c = &s->kids[i];
-    if (c->ref)
-        tr__refmap_del(&s->running, c->ref);
-    c->ref = ref;
-    return !ref || tr__refmap_put(&s->running, ref, (uint32_t)i);
+    size_t i = (size_t)m->b - 1;
+    return m->tag == TR_TAG_EXIT && i < s->n && s->kids[i].ref == m->from ? (ssize_t)i : -1;
 }
 
 static int start_child(sup *s, size_t i)
@@ -112,21 +111,20 @@ static int start_child(sup *s, size_t i)
     if (rc)
         return rc;
     c->started_at = tr_now();
-    rc = tr_link(ref);
+    c->ref = TR_REF_NONE;
+    rc = tr__link_tagged(ref, (uint32_t)i + 1); /* see exited_child */
     if (rc == TR_ENOACTOR) {
         /* It ended before we could link: we never learn how, so it is
          * taken as done (a child that must run on should not end at once). */
-        set_ref(s, i, TR_REF_NONE);
         c->state = TR_CHILD_STOPPED;
         return 0;
     }
-    if (rc || !set_ref(s, i, ref)) {
+    if (rc) {
         /* Not supervised after all (out of memory): do not leave it. */
-        tr_unlink(ref);
         tr_cancel(sys_of(), ref);
-        c->ref = TR_REF_NONE;
-        return rc ? rc : TR_ENOMEM;
+        return rc;
     }
+    c->ref = ref;
     c->state = TR_CHILD_RUNNING;
     return 0;
 }
@@ -222,13 +220,13 @@ static void stop_child(sup *s, size_t i, int *reasons)
         }
         if (m.from == ref)
             break;
-        ssize_t k = find(s, m.from);
+        ssize_t k = exited_child(s, &m);
         if (k >= 0) { /* another child ended meanwhile */
-            set_ref(s, (size_t)k, TR_REF_NONE);
+            s->kids[k].ref = TR_REF_NONE;
             reasons[k] = (int)(int64_t)m.a;
         }
     }
-    set_ref(s, i, TR_REF_NONE);
+    c->ref = TR_REF_NONE;
     tr__actor_shield(tr_current(), shielded);
 }
 
@@ -259,12 +257,12 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
             hold_request(s, &m);
             continue;
         }
-        ssize_t k = m.tag == TR_TAG_EXIT ? find(s, m.from) : -1;
+        ssize_t k = exited_child(s, &m);
         if (k < 0) {
             tr_msg_release(&m);
             continue;
         }
-        set_ref(s, (size_t)k, TR_REF_NONE);
+        s->kids[k].ref = TR_REF_NONE;
         if ((size_t)k >= lo && (size_t)k <= hi)
             left--;
         else
@@ -273,7 +271,7 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
     for (size_t i = lo; left && i <= hi; i++) {
         if (s->kids[i].ref) {
             leave_behind(s, s->kids[i].ref);
-            set_ref(s, i, TR_REF_NONE);
+            s->kids[i].ref = TR_REF_NONE;
         }
     }
     tr__actor_shield(tr_current(), shielded);
@@ -356,7 +354,7 @@ static bool wants_restart(const child *c, int reason)
 static int on_child_exit(sup *s, size_t i, int reason, int *reasons)
 {
     child *c = &s->kids[i];
-    set_ref(s, i, TR_REF_NONE);
+    c->ref = TR_REF_NONE;
     if (!wants_restart(c, reason)) {
         c->state = TR_CHILD_STOPPED;
         return 0;
@@ -473,13 +471,12 @@ static int add_child(sup *s, const tr_child_spec *spec, tr_ref *ref)
 /* Forget child i (stopped): the ones after it move up. */
 static void remove_child(sup *s, size_t i)
 {
-    set_ref(s, i, TR_REF_NONE);
     memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof *s->kids);
     memmove(&s->reasons[i], &s->reasons[i + 1], (s->n - i - 1) * sizeof *s->reasons);
     s->n--;
     for (size_t j = i; j < s->n; j++)
         if (s->kids[j].ref)
-            tr__refmap_put(&s->running, s->kids[j].ref, (uint32_t)j); /* replaces */
+            tr__link_retag(s->kids[j].ref, (uint32_t)j + 1);
 }
 
 /* 0, or the reason for the supervisor to end. */
@@ -546,8 +543,8 @@ static int sup_body(tr_actor *self)
             rc = handle_request(s, m.ptr);
             tr_msg_release(&m);
         } else if (m.tag == TR_TAG_EXIT) {
-            ssize_t i = find(s, m.from);
-            if (i < 0 && tr__refmap_del(&s->left_behind, m.from))
+            ssize_t i = exited_child(s, &m);
+            if (i < 0 && tr__refmap_del(&s->left_behind, m.from, NULL))
                 continue; /* a child left behind has ended after all */
             if (i < 0) { /* our own supervisor went away */
                 rc = (int)(int64_t)m.a ? (int)(int64_t)m.a : TR_ESHUTDOWN;

@@ -35,8 +35,8 @@
 
 /*
  * The tags of the notices, delivered as messages.  msg.from is the actor
- * that ended; for TR_TAG_EXIT msg.a is its reason (as int64_t); for
- * TR_TAG_DOWN msg.a is the monitor's ref and msg.b the reason.
+ * that ended; for TR_TAG_EXIT msg.a is its reason (as int64_t) and msg.b
+ * is 0; for TR_TAG_DOWN msg.a is the monitor's ref and msg.b the reason.
  */
 #define TR_TAG_EXIT ((uint64_t)-2)
 #define TR_TAG_DOWN ((uint64_t)-3)
