@@ -105,16 +105,26 @@ void tr__actor_destroy(struct tr_actor *a)
         tr_msg_release(a->outgoing);
     tr__mailbox_destroy(&a->mbox);
     tr__signal_destroy(a);
+    tr__detail_drop(a->detail);
+    tr__detail_drop(a->kill_detail);
     tr__slot_release(&sys->slots, tr__slot_cache_of(sys), a->mbox.ref);
     tr__stack_free(a->stack);
     free(a->name);
     tr__free(sys, TR__POOL_ACTOR, a, a->pooled);
 }
 
-/* A linked actor's exit that ended this one names the reason. */
+/* A linked actor's exit that ended this one names the reason, and its
+ * detail replaces the actor's own. */
 static int final_reason(struct tr_actor *a, int reason)
 {
-    int killed = atomic_load(&a->kill_reason);
+    tr__spin_lock(&a->sig_lock);
+    int killed = atomic_load_explicit(&a->kill_reason, memory_order_relaxed);
+    if (killed) {
+        tr__detail_drop(a->detail);
+        a->detail = a->kill_detail;
+        a->kill_detail = NULL;
+    }
+    tr__spin_unlock(&a->sig_lock);
     return killed ? killed : reason;
 }
 

@@ -28,6 +28,7 @@
 
 #include "../mailbox/deadlock.h"
 #include "../mailbox/mailbox.h"
+#include "../supervisor/detail.h"
 #include "../supervisor/signal.h"
 #include "inject.h"
 #include "msg_timer.h"
@@ -156,6 +157,9 @@ struct tr_actor {
     tr__signals sig;
     atomic_bool cancelled;          /* set once by tr_cancel */
     atomic_bool shielded;           /* its own waits ignore the cancel */
+    atomic_bool trap_exits;
+    bool pooled;                    /* its memory is a pool block (tr__alloc) */
+    uint32_t select_next;           /* where its next tr_select starts looking */
 
     tr_handler handler;
     tr_body body;
@@ -166,16 +170,17 @@ struct tr_actor {
     tr__inject_node ready_link;     /* on the system's global queue */
     struct tr__owned_mailbox *owned; /* mailboxes it made (its own code only) */
     _Atomic tr_ref waiting_on;      /* the mailbox a send of it waits on */
-    uint32_t select_next;           /* where its next tr_select starts looking */
     struct tr__timer *park_timer;   /* the current park's deadline, or NULL */
     struct tr__worker *park_timer_home; /* whose wheel holds it */
     struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
-    bool pooled;                    /* its memory is a pool block (tr__alloc) */
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
 
-    atomic_bool trap_exits;
-    _Atomic int kill_reason;        /* a linked actor's exit ended it; 0: none */
+    /* A linked actor's exit that ended it, and that exit's detail; set
+     * once, under sig_lock.  0: none. */
+    _Atomic int kill_reason;
     int exit_reason;                /* kept for links and monitors (next) */
+    tr__detail *kill_detail;
+    tr__detail *detail;             /* tr_exit_detail's, then the final one */
 };
 
 /* The worker running the calling code, or NULL (see the overview). */

@@ -213,7 +213,8 @@ static int watch_end(tr_actor *self)
     if (tr_monitor(w.target, &mon) || tr_send(sys, w.report, &m, TR_NOW) ||
         tr_recv(&m, TR_FOREVER))
         return 0; /* the caller times out */
-    tr_msg down = tr_msg_words(TR_TAG_DOWN, m.b, 0);
+    tr_msg down = tr_msg_words(TR_TAG_DOWN, (uint64_t)(int64_t)tr__notice_reason(&m), 0);
+    tr_msg_release(&m);
     tr_send(sys, w.report, &down, TR_NOW);
     return 0;
 }

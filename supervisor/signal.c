@@ -5,12 +5,16 @@
 
 #include "../actors/runtime.h"
 
-/* The receiver ends because a linked actor ended with `reason`. */
-static void kill_by_link(struct tr_actor *a, int reason)
+/* The receiver ends because a linked actor ended as notice `m` says. */
+static void kill_by_link(struct tr_actor *a, const tr_msg *m)
 {
-    int none = 0;
     /* The first such exit names the reason; 0 means "not killed". */
-    atomic_compare_exchange_strong(&a->kill_reason, &none, reason);
+    tr__spin_lock(&a->sig_lock);
+    if (!atomic_load_explicit(&a->kill_reason, memory_order_relaxed)) {
+        atomic_store_explicit(&a->kill_reason, tr__notice_reason(m), memory_order_relaxed);
+        a->kill_detail = tr__detail_hold(tr__notice_detail(m));
+    }
+    tr__spin_unlock(&a->sig_lock);
     atomic_store(&a->cancelled, true); /* seq_cst: before the interrupt */
     tr__actor_interrupt(a);
 }
@@ -23,10 +27,12 @@ static bool delivered_as_message(struct tr_actor *a, const tr_msg *m)
 
 _Static_assert(sizeof(tr__signal) <= TR__NODE_BYTES, "a signal is a pool node");
 
+/* Drop queued signals, releasing what they carry (details). */
 static void free_list(tr_system *sys, tr__signal *s)
 {
     for (tr__signal *next; s && s != TR__SIGNALS_CLOSED; s = next) {
         next = s->next;
+        tr_msg_release(&s->msg);
         tr__free(sys, TR__POOL_NODE, s, s->pooled);
     }
 }
@@ -66,25 +72,25 @@ static void collect(struct tr_actor *a)
 }
 
 /*
- * Queue `m` for `to` (an actor ref); dropped if it has ended.  An exit
- * (from a linked actor) also ends the link on the receiver's side: a
- * trapping receiver drops it when it takes the notice, any other right
- * here.
+ * Queue notice `m` for `to` (an actor ref); dropped if it has ended.  It
+ * is consumed either way.  An exit (from a linked actor) also ends the
+ * link on the receiver's side: a trapping receiver drops it when it
+ * takes the notice, any other right here.
  */
-static void send_signal(tr_system *sys, tr_ref to, const tr_msg *m)
+static void send_signal(tr_system *sys, tr_ref to, tr_msg *m)
 {
     tr__hold hold;
     struct tr_actor *a = tr__hold_ref(sys, tr__worker_now(), to, &hold);
     if (!a)
-        return;
+        goto drop;
     if (hold.kind != TR__SLOT_ACTOR)
         goto release;
     if (!delivered_as_message(a, m)) {
         tr__spin_lock(&a->sig_lock);
         tr__refmap_del(&a->sig.links, m->from, NULL);
         tr__spin_unlock(&a->sig_lock);
-        if ((int64_t)m->a != 0)
-            kill_by_link(a, (int)(int64_t)m->a);
+        if (tr__notice_reason(m) != 0)
+            kill_by_link(a, m);
         goto release;
     }
     bool pooled;
@@ -93,12 +99,16 @@ static void send_signal(tr_system *sys, tr_ref to, const tr_msg *m)
         goto release;
     s->msg = *m;
     s->pooled = pooled;
-    if (push(a, s))
+    if (push(a, s)) {
         tr__mailbox_notify(&a->mbox); /* wakes it like a message would */
-    else
-        tr__free(sys, TR__POOL_NODE, s, pooled);
+        tr__hold_release(sys, &hold);
+        return;
+    }
+    tr__free(sys, TR__POOL_NODE, s, pooled);
 release:
     tr__hold_release(sys, &hold);
+drop:
+    tr_msg_release(m);
 }
 
 bool tr__signal_take(struct tr_actor *a, tr_msg *out)
@@ -116,7 +126,7 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
             tr__spin_lock(&a->sig_lock);
             tr__refmap_del(&a->sig.links, s->msg.from, &tag);
             tr__spin_unlock(&a->sig_lock);
-            s->msg.b = tag;
+            tr__notice_set_tag(&s->msg, tag);
         }
         tr_msg m = s->msg;
         tr__free(a->mbox.sys, TR__POOL_NODE, s, s->pooled);
@@ -125,8 +135,9 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
             *out = m;
             return true;
         }
-        if ((int64_t)m.a != 0)
-            kill_by_link(a, (int)(int64_t)m.a);
+        if (tr__notice_reason(&m) != 0)
+            kill_by_link(a, &m);
+        tr_msg_release(&m);
     }
 }
 
@@ -155,15 +166,14 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     /* Out of memory for the list: the linked actors are not told (rare;
      * their own exits still reach us, harmlessly, as we are gone). */
     for (size_t i = 0; keys && i < links.len; i++) {
-        tr_msg m = {.tag = TR_TAG_EXIT, .from = self, .a = (uint64_t)(int64_t)reason};
+        tr_msg m = tr__notice(TR_TAG_EXIT, self, TR_REF_NONE, reason, a->detail);
         send_signal(sys, keys[i], &m);
     }
     if (keys != few)
         free(keys);
     tr__refmap_free(&links);
     for (uint32_t i = 0; i < nmonitors; i++) {
-        tr_msg m = {.tag = TR_TAG_DOWN, .from = self, .a = monitors[i].id,
-                    .b = (uint64_t)(int64_t)reason};
+        tr_msg m = tr__notice(TR_TAG_DOWN, self, monitors[i].id, reason, a->detail);
         send_signal(sys, monitors[i].watcher, &m);
     }
     free(monitors);
@@ -171,8 +181,7 @@ void tr__signal_exit(struct tr_actor *a, int reason)
 
 void tr__signal_down_now(tr_system *sys, tr_ref watcher, tr_ref target, tr_ref id)
 {
-    tr_msg m = {.tag = TR_TAG_DOWN, .from = target, .a = id,
-                .b = (uint64_t)(int64_t)TR_ENOACTOR};
+    tr_msg m = tr__notice(TR_TAG_DOWN, target, id, TR_ENOACTOR, NULL);
     send_signal(sys, watcher, &m);
 }
 
@@ -181,10 +190,12 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
     collect(a);
     for (tr__signal **p = &a->sig.first, *prev = NULL; *p; prev = *p, p = &(*p)->next) {
         tr__signal *s = *p;
-        if (s->msg.tag == TR_TAG_DOWN && s->msg.a == id) {
+        tr_notice n;
+        if (s->msg.tag == TR_TAG_DOWN && !tr_notice_read(&s->msg, &n) && n.monitor == id) {
             *p = s->next;
             if (a->sig.last == s)
                 a->sig.last = prev;
+            tr_msg_release(&s->msg);
             tr__free(a->mbox.sys, TR__POOL_NODE, s, s->pooled);
             return true;
         }

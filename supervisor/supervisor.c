@@ -99,8 +99,10 @@ static ssize_t find(sup *s, tr_ref ref)
  * a tagged link carries its tag. */
 static ssize_t exited_child(sup *s, const tr_msg *m)
 {
-    size_t i = (size_t)m->b - 1;
-    return m->tag == TR_TAG_EXIT && i < s->n && s->kids[i].ref == m->from ? (ssize_t)i : -1;
+    if (m->tag != TR_TAG_EXIT)
+        return -1;
+    size_t i = (size_t)tr__notice_tag(m) - 1;
+    return i < s->n && s->kids[i].ref == m->from ? (ssize_t)i : -1;
 }
 
 static int start_child(sup *s, size_t i)
@@ -214,17 +216,15 @@ static void stop_child(sup *s, size_t i, int *reasons)
             hold_request(s, &m);
             continue;
         }
-        if (m.tag != TR_TAG_EXIT) {
-            tr_msg_release(&m);
-            continue;
-        }
-        if (m.from == ref)
-            break;
         ssize_t k = exited_child(s, &m);
-        if (k >= 0) { /* another child ended meanwhile */
-            s->kids[k].ref = TR_REF_NONE;
-            reasons[k] = (int)(int64_t)m.a;
-        }
+        int reason = k >= 0 ? tr__notice_reason(&m) : 0;
+        tr_msg_release(&m);
+        if (k < 0)
+            continue;
+        s->kids[k].ref = TR_REF_NONE;
+        if ((size_t)k == i)
+            break;
+        reasons[k] = reason; /* another child ended meanwhile */
     }
     c->ref = TR_REF_NONE;
     tr__actor_shield(tr_current(), shielded);
@@ -258,15 +258,15 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
             continue;
         }
         ssize_t k = exited_child(s, &m);
-        if (k < 0) {
-            tr_msg_release(&m);
+        int reason = k >= 0 ? tr__notice_reason(&m) : 0;
+        tr_msg_release(&m);
+        if (k < 0)
             continue;
-        }
         s->kids[k].ref = TR_REF_NONE;
         if ((size_t)k >= lo && (size_t)k <= hi)
             left--;
         else
-            reasons[k] = (int)(int64_t)m.a;
+            reasons[k] = reason;
     }
     for (size_t i = lo; left && i <= hi; i++) {
         if (s->kids[i].ref) {
@@ -544,15 +544,18 @@ static int sup_body(tr_actor *self)
             tr_msg_release(&m);
         } else if (m.tag == TR_TAG_EXIT) {
             ssize_t i = exited_child(s, &m);
-            if (i < 0 && tr__refmap_del(&s->left_behind, m.from, NULL))
+            int reason = tr__notice_reason(&m);
+            bool left_behind = i < 0 && tr__refmap_del(&s->left_behind, m.from, NULL);
+            tr_msg_release(&m);
+            if (left_behind)
                 continue; /* a child left behind has ended after all */
             if (i < 0) { /* our own supervisor went away */
-                rc = (int)(int64_t)m.a ? (int)(int64_t)m.a : TR_ESHUTDOWN;
+                rc = reason ? reason : TR_ESHUTDOWN;
                 break;
             }
             for (size_t k = 0; k < s->n; k++)
                 s->reasons[k] = NO_EXIT; /* (it grows with dynamic children) */
-            rc = on_child_exit(s, (size_t)i, (int)(int64_t)m.a, s->reasons);
+            rc = on_child_exit(s, (size_t)i, reason, s->reasons);
             if (!rc)
                 rc = handle_deferred(s, s->reasons);
         } else {

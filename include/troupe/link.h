@@ -3,7 +3,9 @@
  *
  * When an actor ends it has an exit reason: 0 (normal), TR_ECANCELED
  * (cancelled), TR_ESHUTDOWN, another TR_E* code, or any other
- * int the application returns or passes to tr_exit.
+ * int the application returns or passes to tr_exit.  It may attach a
+ * detail to it (tr_exit_detail): a string or a small struct, which every
+ * notice of its end carries.
  *
  * A link joins two actors both ways: when one ends with a reason other
  * than normal, the other ends too, with the same reason, unless it traps
@@ -27,6 +29,7 @@
 #define TROUPE_LINK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "troupe/export.h"
 #include "troupe/msg.h"
@@ -34,12 +37,45 @@
 #include "troupe/time.h"
 
 /*
- * The tags of the notices, delivered as messages.  msg.from is the actor
+ * The tags of the notices, delivered as messages.  Read them with
+ * tr_notice_read, and release each one with tr_msg_release once read:
+ * one that carries a detail owns a copy of it.  (Without a detail,
+ * msg.free_fn is NULL and the words say it all: msg.from is the actor
  * that ended; for TR_TAG_EXIT msg.a is its reason (as int64_t) and msg.b
- * is 0; for TR_TAG_DOWN msg.a is the monitor's ref and msg.b the reason.
+ * is 0; for TR_TAG_DOWN msg.a is the monitor's ref and msg.b the reason.)
  */
 #define TR_TAG_EXIT ((uint64_t)-2)
 #define TR_TAG_DOWN ((uint64_t)-3)
+
+/* The most bytes an exit detail may have. */
+#define TR_DETAIL_MAX 4096
+
+/* What a notice says. */
+typedef struct tr_notice {
+    tr_ref who;              /* the actor that ended */
+    int reason;              /* its exit reason */
+    tr_ref monitor;          /* TR_TAG_DOWN: the monitor; else TR_REF_NONE */
+    const char *detail;      /* its exit detail, NUL-terminated, or NULL */
+    size_t detail_len;       /* the detail's bytes (without the NUL) */
+} tr_notice;
+
+/*
+ * tr_notice_read - what the TR_TAG_EXIT or TR_TAG_DOWN message `msg`
+ * says, into *out.  The detail stays valid until the message is
+ * released.  Returns 0, or TR_EINVAL (NULL, or not a notice).
+ */
+TR_API int tr_notice_read(const tr_msg *msg, tr_notice *out);
+
+/*
+ * tr_exit_detail - attach a detail to the calling actor's exit: a copy of
+ * the `len` bytes at `data` (a string, or a small struct; a NUL is added
+ * after them), at most TR_DETAIL_MAX.  The reason stays the int the
+ * actor ends with; every EXIT and DOWN notice of that end carries the
+ * detail, and an actor that a link ends with this exit ends with the
+ * same reason and detail.  A later call replaces it; (NULL, 0) removes
+ * it.  Returns 0, TR_EINVAL, TR_ECONTEXT (not in an actor) or TR_ENOMEM.
+ */
+TR_API int tr_exit_detail(const void *data, size_t len);
 
 /*
  * tr_link - link the calling actor and `other` (a second link between the

@@ -187,6 +187,12 @@ static int worker(tr_actor *self)
         if (m.tag == TAG_TICK)
             atomic_fetch_add_explicit(&w->tree->ticks, 1, memory_order_relaxed);
         else if (m.tag == TAG_CRASH) {
+            /* The reason says what happened; the detail, which every
+             * notice of this end carries, says more. */
+            char why[80];
+            int len = snprintf(why, sizeof why, "%s crashed after %llu ticks of the tree",
+                               w->name, (unsigned long long)atomic_load(&w->tree->ticks));
+            tr_exit_detail(why, (size_t)len);
             reason = CRASH;
             break;
         } else if (m.tag == TAG_QUIT)
@@ -383,9 +389,11 @@ static const char *reason_text(int reason)
 static void on_down(struct observer *o, const tr_msg *msg)
 {
     struct tree *t = o->tree;
-    int reason = (int)(int64_t)msg->b;
+    tr_notice n;
+    tr_notice_read(msg, &n);
+    int reason = n.reason;
     size_t k = 0;
-    while (k < o->nwatches && o->watches[k].monitor != msg->a)
+    while (k < o->nwatches && o->watches[k].monitor != n.monitor)
         k++;
     if (k == o->nwatches) {
         problem(o, "a DOWN notice for a monitor never made");
@@ -427,7 +435,8 @@ static void on_down(struct observer *o, const tr_msg *msg)
         problem(o, "%s ended with an unexpected reason", m->name);
     }
     bool stays = current && m->stays_down && !o->settled;
-    printf("%6.3fs   %s %s%s%s%s\n", elapsed(t), m->name, reason_text(reason),
+    printf("%6.3fs   %s %s%s%s%s%s%s\n", elapsed(t), m->name, reason_text(reason),
+           n.detail ? ": " : "", n.detail ? n.detail : "",
            stays ? "; " : "", stays ? restart_names[m->restart] : "",
            stays ? ", so its supervisor leaves it down" : "");
 }
@@ -498,6 +507,7 @@ static int observe(tr_actor *self)
             break;
         case TR_TAG_DOWN:
             on_down(o, &m);
+            tr_msg_release(&m); /* a notice with a detail owns a copy */
             if (o->app_ended && stragglers == TR_FOREVER)
                 stragglers = tr_after_ms(REPLY_MS);
             break;

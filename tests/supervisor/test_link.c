@@ -1,6 +1,7 @@
 /* test_link.c - links, monitors, trapping exits, and notices that a full
  * mailbox does not hold back. */
 #include <stdatomic.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -228,6 +229,173 @@ static void test_trapping_actor_gets_exit_then_down_as_messages(void **state)
     tr_system_free(sys);
 }
 
+/* ---- exit details ---------------------------------------------------------- */
+
+/* A detail may be any small struct, zeros and all. */
+typedef struct sensor_fault {
+    int code;
+    double celsius;
+    char where[12];
+} sensor_fault;
+
+static const sensor_fault fault = {.code = 3, .celsius = 81.5, .where = "rack\0 7"};
+static const char fault_text[] = "disk full on /var";
+static const void *want_detail; /* what the notices must carry; NULL: none */
+static size_t want_len;
+static tr_ref detail_watcher_ref;
+
+/* Message 2 sets the text as its detail, 3 the struct (the last one
+ * counts), 4 removes it; message 1 ends it with reason 7. */
+static int detailed_ender(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    if (m->tag == 2)
+        return tr_exit_detail(fault_text, sizeof fault_text - 1);
+    if (m->tag == 3)
+        return tr_exit_detail(&fault, sizeof fault);
+    if (m->tag == 4)
+        return tr_exit_detail(NULL, 0);
+    return m->tag == 1 ? 7 : 0;
+}
+
+/* Linked to the target without trapping: the target's end ends it. */
+static int detail_victim(tr_actor *self)
+{
+    if (tr_link(target_ref))
+        return -1;
+    tr_msg hi = tr_msg_words(5, 0, 0);
+    tr_send(tr_actor_system(self), detail_watcher_ref, &hi, TR_NOW);
+    tr_msg m;
+    return tr_recv(&m, TR_FOREVER);
+}
+
+static bool detail_is_wanted(const tr_msg *m, const tr_notice *n)
+{
+    if (!want_detail) /* then a plain word notice, as before details */
+        return !n->detail && !n->detail_len && !m->free_fn;
+    return n->detail && n->detail_len == want_len && !memcmp(n->detail, want_detail, want_len) &&
+           n->detail[want_len] == '\0';
+}
+
+/*
+ * Traps exits, links to and monitors the target, and monitors a victim
+ * that a link to the target ends.  All three notices (the target's EXIT
+ * and DOWN, the victim's DOWN) must say reason 7 and carry the detail.
+ */
+static int detail_watcher(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_trap_exits(true);
+    tr_ref mt, mv, victim;
+    detail_watcher_ref = tr_self();
+    if (tr_link(target_ref) || tr_monitor(target_ref, &mt) ||
+        tr_spawn_loop(sys, detail_victim, NULL, &victim))
+        return -1;
+    tr_msg m;
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || m.tag != 5 || tr_monitor(victim, &mv))
+        return -2;
+    report(20, 0, 0);
+    uint64_t seen = 0, right = 0;
+    for (int i = 0; i < 3; i++) {
+        if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)))
+            return -3;
+        tr_notice n;
+        uint64_t bit = 0;
+        if (tr_notice_read(&m, &n) == 0) {
+            if (m.tag == TR_TAG_EXIT && n.who == target_ref && n.monitor == TR_REF_NONE)
+                bit = 1;
+            else if (m.tag == TR_TAG_DOWN && n.who == target_ref && n.monitor == mt)
+                bit = 2;
+            else if (m.tag == TR_TAG_DOWN && n.who == victim && n.monitor == mv)
+                bit = 4;
+            if (n.reason == 7 && detail_is_wanted(&m, &n))
+                right |= bit;
+        }
+        seen |= bit;
+        tr_msg_release(&m);
+    }
+    report(21, seen, right);
+    return 0;
+}
+
+static void test_exit_detail_reaches_links_monitors_and_those_a_link_ends(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    const uint64_t set_text[] = {2}, set_struct[] = {2, 3}, set_none[] = {3, 4};
+    const struct {
+        const uint64_t *tags;
+        size_t n;
+        const void *detail;
+        size_t len;
+    } rounds[] = {
+        {set_text, 1, fault_text, sizeof fault_text - 1},
+        {set_struct, 2, &fault, sizeof fault},
+        {set_none, 2, NULL, 0},
+    };
+    for (size_t r = 0; r < sizeof rounds / sizeof rounds[0]; r++) {
+        want_detail = rounds[r].detail;
+        want_len = rounds[r].len;
+        assert_int_equal(tr_spawn(sys, detailed_ender, NULL, &target_ref), 0);
+        assert_int_equal(tr_spawn_loop(sys, detail_watcher, NULL, NULL), 0);
+        assert_int_equal(test_recv(done_mb).tag, 20);
+        for (size_t k = 0; k < rounds[r].n; k++)
+            assert_int_equal(test_send(sys, target_ref, rounds[r].tags[k], 0, 0), 0);
+        end_it(sys, target_ref, 0);
+        tr_msg res = test_recv(done_mb);
+        assert_int_equal(res.tag, 21);
+        assert_int_equal(res.a, 7); /* all three notices came */
+        assert_int_equal(res.b, 7); /* and each said 7 with the detail */
+    }
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* Bad details are refused; a notice nobody takes is freed with its
+ * detail when its receiver goes (the sanitizer build checks). */
+static int detail_misuser(tr_actor *self)
+{
+    (void)self;
+    static char big[TR_DETAIL_MAX + 1];
+    tr_msg plain = tr_msg_words(1, 0, 0);
+    tr_notice n;
+    int bad = tr_exit_detail(NULL, 3) == TR_EINVAL && tr_exit_detail(big, sizeof big) == TR_EINVAL &&
+              tr_exit_detail(big, TR_DETAIL_MAX) == 0 && tr_notice_read(&plain, &n) == TR_EINVAL &&
+              tr_notice_read(NULL, &n) == TR_EINVAL;
+    tr_ref mon;
+    if (tr_monitor(target_ref, &mon))
+        return -1;
+    report(22, (uint64_t)bad, 0);
+    return tr_sleep(TR_FOREVER); /* cancelled with the DOWN still queued */
+}
+
+static void test_bad_details_are_refused_and_unread_notices_freed(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    assert_int_equal(tr_exit_detail("x", 1), TR_ECONTEXT);
+    assert_int_equal(tr_spawn(sys, detailed_ender, NULL, &target_ref), 0);
+    tr_ref lazy;
+    assert_int_equal(tr_spawn_loop(sys, detail_misuser, NULL, &lazy), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal(r.tag, 22);
+    assert_int_equal(r.a, 1);
+    assert_int_equal(test_send(sys, target_ref, 2, 0, 0), 0);
+    end_it(sys, target_ref, 0);
+    tr_msg probe = tr_msg_words(9, 0, 0);
+    tr_deadline give_up = tr_after_ms(TEST_DEADLINE_MS);
+    while (tr_try_send(sys, target_ref, &probe) != TR_ENOACTOR && tr_now() < give_up)
+        usleep(1000);
+    /* The target's DOWN, detail and all, waits in the lazy one's inbox. */
+    int reason = 0;
+    assert_int_equal(tr_cancel_wait(sys, lazy, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_int_equal(reason, TR_ECANCELED);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 /* ---- a full mailbox does not hold notices back --------------------------- */
 
 
@@ -349,6 +517,8 @@ int main(void)
         cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
+        cmocka_unit_test(test_exit_detail_reaches_links_monitors_and_those_a_link_ends),
+        cmocka_unit_test(test_bad_details_are_refused_and_unread_notices_freed),
     };
     return cmocka_run_group_tests_name("link", tests, NULL, NULL);
 }
