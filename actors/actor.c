@@ -130,6 +130,7 @@ static int final_reason(struct tr_actor *a, int reason)
 
 static void end(struct tr_actor *a, int reason)
 {
+    a->ending = true;
     tr__actor_run_cleanups(a); /* still as the actor: they may send */
     tr__worker_now()->current = NULL;
     a->exit_reason = final_reason(a, reason);
@@ -156,7 +157,7 @@ static void run_turn(struct tr_actor *a)
 
     for (;;) {
         if (tr__actor_cancelled(a)) {
-            end(a, TR_ECANCELED);
+            end(a, atomic_load(&a->abandoned) ? TR_EKILLED : TR_ECANCELED);
             return;
         }
         while (n < batch && tr__owner_take(&a->mbox, &m)) {
@@ -228,6 +229,7 @@ void tr_exit(int reason)
     struct tr_actor *a = w ? w->current : NULL;
     if (!a)
         return;
+    a->ending = true;
     tr__actor_run_cleanups(a); /* here, on the stack they may refer to */
     /* We cannot unwind, so we leave this stack for good; that needs
      * another one to go on with.  If memory is that short, wait. */
@@ -240,7 +242,7 @@ void tr_exit(int reason)
     __builtin_unreachable();
 }
 
-int tr_cancel(tr_system *sys, tr_ref ref)
+static int cancel(tr_system *sys, tr_ref ref, bool abandon)
 {
     if (!sys)
         return TR_EINVAL;
@@ -250,12 +252,32 @@ int tr_cancel(tr_system *sys, tr_ref ref)
         return TR_ENOACTOR;
     int rc = TR_EINVAL; /* a mailbox's ref, not an actor's */
     if (hold.kind == TR__SLOT_ACTOR) {
+        if (abandon)
+            atomic_store(&a->abandoned, true);
         atomic_store(&a->cancelled, true); /* seq_cst: before the interrupt's loads */
         tr__actor_interrupt(a);
         rc = 0;
     }
     tr__hold_release(sys, &hold);
     return rc;
+}
+
+int tr_cancel(tr_system *sys, tr_ref ref)
+{
+    return cancel(sys, ref, false);
+}
+
+int tr__abandon(tr_system *sys, tr_ref ref)
+{
+    return cancel(sys, ref, true);
+}
+
+void tr__exit_if_abandoned(void)
+{
+    tr_actor *a = tr_current();
+    /* Not from its cleanup handlers: they run to the end, and may send. */
+    if (a && atomic_load(&a->abandoned) && !a->ending)
+        tr_exit(TR_EKILLED);
 }
 
 bool tr_cancelled(void)

@@ -152,14 +152,16 @@ void tr__actor_interrupt(struct tr_actor *a)
     }
 }
 
-int tr_yield(void)
+static int yield(void)
 {
     tr__worker *w = tr__worker_now();
     struct tr_actor *a = w ? w->current : NULL;
     if (!a)
         return TR_ECONTEXT;
-    if (tr__actor_cancelled(a))
-        return TR_ECANCELED;
+    /* A cancelled actor yields too before it hears of it: one that goes
+     * on regardless (a child slow to stop) then still lets its worker
+     * run the others and fire its timers, its supervisor's deadline
+     * among them. */
     uint32_t token;
     int rc = tr__actor_park_begin(a, TR__PARK_YIELD, TR_FOREVER, &token);
     if (rc)
@@ -171,5 +173,11 @@ int tr_yield(void)
     if (tr__actor_claim(a, token))
         tr__actor_arrive(a);
     tr__actor_park_switch(a);
-    return 0;
+    return tr__actor_cancelled(a) ? TR_ECANCELED : 0;
+}
+
+int tr_yield(void)
+{
+    tr__exit_if_abandoned();
+    return tr__cancel_result(yield());
 }

@@ -157,6 +157,8 @@ struct tr_actor {
     tr__signals sig;
     atomic_bool cancelled;          /* set once by tr_cancel */
     atomic_bool shielded;           /* its own waits ignore the cancel */
+    atomic_bool abandoned;          /* ends at its next blocking call (tr__abandon) */
+    bool ending;                    /* its end has begun: cleanups run (own thread) */
     atomic_bool trap_exits;
     bool pooled;                    /* its memory is a pool block (tr__alloc) */
     uint32_t select_next;           /* where its next tr_select starts looking */
@@ -242,13 +244,40 @@ void tr__actor_park_cancel(struct tr_actor *a, uint32_t token);
  */
 void tr__actor_interrupt(struct tr_actor *a);
 
-/* True once the actor is cancelled (and not shielded).  seq_cst: a
- * blocking call reads it after publishing its wait; tr_cancel sets it
- * before interrupting. */
+/* True once the actor is cancelled (and not shielded) or abandoned.
+ * seq_cst: a blocking call reads it after publishing its wait; tr_cancel
+ * sets it before interrupting. */
 static inline bool tr__actor_cancelled(struct tr_actor *a)
 {
-    return atomic_load(&a->cancelled) && !atomic_load_explicit(&a->shielded, memory_order_relaxed);
+    return atomic_load(&a->cancelled) &&
+           (!atomic_load_explicit(&a->shielded, memory_order_relaxed) ||
+            atomic_load_explicit(&a->abandoned, memory_order_relaxed));
 }
+
+/*
+ * Abandon the actor behind `ref` (a supervisor's child that did not stop
+ * within its shutdown time): it is cancelled, even through a shield, and
+ * at its next blocking call, or now if it is parked in one, it ends with
+ * TR_EKILLED instead of going on; its code after that call never runs,
+ * its cleanup handlers do.  An actor that never blocks is not stopped.
+ * 0 or TR_ENOACTOR.
+ */
+int tr__abandon(struct tr_system *sys, tr_ref ref);
+
+/* Where an abandoned actor ends: at the entry of every blocking call,
+ * and on its way out with TR_ECANCELED (tr__cancel_result). */
+void tr__exit_if_abandoned(void);
+
+static inline int tr__cancel_result(int rc)
+{
+    if (rc == TR_ECANCELED)
+        tr__exit_if_abandoned();
+    return rc;
+}
+
+/* A line for the application's log hook (tr_config.log), printf-style. */
+void tr__log(struct tr_system *sys, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /*
  * Shield the actor's own waits from its cancellation, for cleanup that

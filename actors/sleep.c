@@ -21,7 +21,7 @@ static int sleep_thread(tr_deadline until)
     return 0;
 }
 
-int tr_sleep(tr_deadline until)
+static int sleep_until(tr_deadline until)
 {
     tr__worker *w = tr__worker_now();
     if (until <= 0 || (until != TR_FOREVER && tr_now() >= until))
@@ -45,4 +45,10 @@ int tr_sleep(tr_deadline until)
     }
     tr__actor_park_switch(a);
     return tr__actor_cancelled(a) ? TR_ECANCELED : 0;
+}
+
+int tr_sleep(tr_deadline until)
+{
+    tr__exit_if_abandoned();
+    return tr__cancel_result(sleep_until(until));
 }

@@ -14,7 +14,6 @@
  * the workers a shared cache line read a few times per period.
  */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "futex.h"
@@ -27,28 +26,18 @@ typedef struct watch {
     bool reported;
 } watch;
 
-static void log_line(tr_system *sys, const char *line)
-{
-    if (sys->cfg.log)
-        sys->cfg.log(sys->cfg.log_arg, line);
-    else
-        fprintf(stderr, "%s\n", line);
-}
-
 static void report(tr_system *sys, unsigned worker, tr_ref ref, int64_t ran_ns)
 {
-    char line[160];
     uint8_t kind;
     struct tr_actor *a = tr__slot_get(&sys->slots, ref, &kind);
     if (!a)
         return; /* it ended just now */
-    snprintf(line, sizeof line,
-             "troupe watchdog: actor '%s' (ref %#llx) has run %.1f ms on worker %u "
-             "without reaching a blocking call",
-             kind == TR__SLOT_ACTOR ? tr_actor_name(a) : "", (unsigned long long)ref,
-             (double)ran_ns / 1e6, worker);
+    tr__log(sys,
+            "troupe watchdog: actor '%s' (ref %#llx) has run %.1f ms on worker %u "
+            "without reaching a blocking call",
+            kind == TR__SLOT_ACTOR ? tr_actor_name(a) : "", (unsigned long long)ref,
+            (double)ran_ns / 1e6, worker);
     tr__ref_put(sys, ref, a, kind);
-    log_line(sys, line);
 }
 
 static void look(tr_system *sys, watch *seen, int64_t now)
@@ -74,7 +63,7 @@ static void *watchdog_main(void *arg)
     tr_system *sys = arg;
     watch *seen = calloc(sys->nworkers, sizeof *seen);
     if (!seen) {
-        log_line(sys, "troupe watchdog: out of memory, not watching");
+        tr__log(sys, "troupe watchdog: out of memory, not watching");
         return NULL;
     }
     /* A turn is noticed between 1 and 1.25 watchdog_ns after it began. */

@@ -143,7 +143,8 @@ int tr_mailbox_recv(tr_mailbox *mb, tr_msg *out, tr_deadline deadline)
         return TR_EINVAL;
     if (!tr__mailbox_owned_here(mb))
         return TR_ECONTEXT;
-    return tr__recv(mb, out, deadline);
+    tr__exit_if_abandoned();
+    return tr__cancel_result(tr__recv(mb, out, deadline));
 }
 
 int tr_mailbox_close(tr_mailbox *mb)

@@ -75,5 +75,6 @@ int tr_recv(tr_msg *out, tr_deadline deadline)
         return TR_ECONTEXT;
     if (!out)
         return TR_EINVAL;
-    return tr__recv(&a->mbox, out, deadline);
+    tr__exit_if_abandoned();
+    return tr__cancel_result(tr__recv(&a->mbox, out, deadline));
 }

@@ -196,8 +196,8 @@ static int prepare(selection *s, tr_actor *self, struct tr_mailbox **owner_mb)
     return 0;
 }
 
-int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
-              unsigned flags, tr_deadline deadline)
+static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
+                        unsigned flags, tr_deadline deadline)
 {
     if (!sys || !cases || ncases == 0 || ncases > TR_SELECT_MAX || (flags & ~TR_SELECT_BIASED))
         return TR_EINVAL;
@@ -237,4 +237,11 @@ int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
         if (rc)
             return rc;
     }
+}
+
+int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
+              unsigned flags, tr_deadline deadline)
+{
+    tr__exit_if_abandoned();
+    return tr__cancel_result(select_cases(sys, cases, ncases, flags, deadline));
 }

@@ -129,7 +129,8 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
 
 int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg, tr_deadline deadline)
 {
-    return send(sys, to, msg, deadline, true);
+    tr__exit_if_abandoned();
+    return tr__cancel_result(send(sys, to, msg, deadline, true));
 }
 
 int tr_try_send(tr_system *sys, tr_ref to, const tr_msg *msg)

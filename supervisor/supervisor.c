@@ -160,6 +160,7 @@ static void answer_children(sup *s, const request *r)
         info[i].ref = s->kids[i].ref;
         info[i].state = s->kids[i].state;
         info[i].restarts = s->kids[i].restarts;
+        info[i].kind = s->kids[i].spec.kind;
     }
     tr_msg m = tr_msg_buf(TAG_REPLY, info, s->n * sizeof *info, free_payload);
     reply(r, &m);
@@ -181,12 +182,30 @@ static void hold_request(sup *s, tr_msg *m)
     s->deferred_tail = &r->next;
 }
 
-/* A child that did not end in time: unlinked, and an exit of it that was
- * already on its way is recognised and ignored. */
-static void leave_behind(sup *s, tr_ref ref)
+/* When a stop of c that starts now gives up on it. */
+static tr_deadline stop_deadline(const child *c)
 {
+    if (c->spec.kind == TR_CHILD_SUPERVISOR && c->spec.shutdown_ns == 0)
+        return TR_FOREVER; /* as long as its own children take */
+    return tr_after_ns(c->spec.shutdown_ns);
+}
+
+/* Child i did not end in time: abandoned (it ends at its next blocking
+ * call, or now if it is parked in one), reported, unlinked, and an exit
+ * of it that was already on its way is recognised and ignored. */
+static void leave_behind(sup *s, size_t i)
+{
+    child *c = &s->kids[i];
+    tr_ref ref = c->ref;
+    tr_system *sys = sys_of();
     tr_unlink(ref);
     tr__refmap_put(&s->left_behind, ref, 0); /* out of memory: see the loop */
+    tr__abandon(sys, ref);
+    tr__log(sys,
+            "troupe supervisor %#llx: child '%s' (ref %#llx) did not stop within %.1f ms; "
+            "abandoned: it ends with TR_EKILLED at its next blocking call",
+            (unsigned long long)tr_self(), c->name, (unsigned long long)ref,
+            (double)c->spec.shutdown_ns / 1e6);
 }
 
 /*
@@ -204,12 +223,12 @@ static void stop_child(sup *s, size_t i, int *reasons)
     bool shielded = tr__actor_shield(tr_current(), true);
     tr_ref ref = c->ref;
     tr_cancel(sys_of(), ref);
-    tr_deadline until = tr_after_ns(c->spec.shutdown_ns);
+    tr_deadline until = stop_deadline(c);
     for (;;) {
         tr_msg m;
         int rc = tr_recv(&m, until);
         if (rc) { /* past its deadline: left behind */
-            leave_behind(s, ref);
+            leave_behind(s, i);
             break;
         }
         if (is_request(&m)) {
@@ -238,17 +257,17 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
 {
     bool shielded = tr__actor_shield(tr_current(), true); /* see stop_child */
     size_t left = 0;
-    int64_t longest = 0;
+    tr_deadline until = TR_NOW;
     for (size_t i = hi + 1; i-- > lo;) {
         child *c = &s->kids[i];
         if (!c->ref)
             continue;
         tr_cancel(sys_of(), c->ref);
         left++;
-        if (c->spec.shutdown_ns > longest)
-            longest = c->spec.shutdown_ns;
+        tr_deadline d = stop_deadline(c);
+        if (d > until)
+            until = d;
     }
-    tr_deadline until = tr_after_ns(longest);
     while (left) {
         tr_msg m;
         if (tr_recv(&m, until))
@@ -270,7 +289,7 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
     }
     for (size_t i = lo; left && i <= hi; i++) {
         if (s->kids[i].ref) {
-            leave_behind(s, s->kids[i].ref);
+            leave_behind(s, i);
             s->kids[i].ref = TR_REF_NONE;
         }
     }
@@ -572,13 +591,19 @@ static int sup_body(tr_actor *self)
     return shut_down(s, rc);
 }
 
+static bool valid_spec(const tr_child_spec *c)
+{
+    return c->start && c->restart <= TR_TEMPORARY && c->kind <= TR_CHILD_SUPERVISOR &&
+           c->shutdown_ns >= 0;
+}
+
 int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
                         const tr_child_spec *children, size_t n, tr_ref *out)
 {
     if (!sys || (n && !children) || n > TR_SUPERVISOR_MAX)
         return TR_EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!children[i].start || children[i].restart > TR_TEMPORARY)
+        if (!valid_spec(&children[i]))
             return TR_EINVAL;
     tr_supervisor_opts o = opts ? *opts : TR_SUPERVISOR_OPTS_INIT;
     if (o.strategy > TR_REST_FOR_ONE || o.period_ns <= 0 || o.backoff_base_ns < 0 ||
@@ -669,7 +694,7 @@ int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
                               const tr_child_spec *spec, tr_ref *child,
                               tr_deadline deadline)
 {
-    if (!sys || !spec || !spec->start || spec->restart > TR_TEMPORARY)
+    if (!sys || !spec || !valid_spec(spec))
         return TR_EINVAL;
     request *r = new_request(OP_START);
     if (!r)

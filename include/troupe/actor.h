@@ -135,9 +135,9 @@ TR_API int tr_recv(tr_msg *out, tr_deadline deadline);
 
 /*
  * tr_yield - let other actors run; the caller resumes later (possibly on
- * another worker thread).  A cancellation point: returns TR_ECANCELED at
- * once in a cancelled actor.  Returns 0, TR_ECANCELED, TR_ECONTEXT
- * outside an actor, or TR_ENOMEM (no stack to go on with).
+ * another worker thread).  A cancellation point: in a cancelled actor it
+ * still yields, then returns TR_ECANCELED.  Returns 0, TR_ECANCELED,
+ * TR_ECONTEXT outside an actor, or TR_ENOMEM (no stack to go on with).
  */
 TR_API int tr_yield(void);
 

@@ -25,7 +25,8 @@
     X(ESHUTDOWN, -11, "system is shutting down")                              \
     X(ELIMIT, -12, "limit reached (too many actors or mailboxes)")            \
     X(ESYS, -13, "operating system call failed")                              \
-    X(ENOTIMER, -14, "no such timer (it fired, was cancelled or never was)")
+    X(ENOTIMER, -14, "no such timer (it fired, was cancelled or never was)")   \
+    X(EKILLED, -15, "abandoned: did not stop within its shutdown time")
 
 enum tr_errno {
 #define TR__ERRNO_ENUM(name, value, text) TR_##name = (value),

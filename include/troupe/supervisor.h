@@ -23,10 +23,13 @@
  * Stopping: cancelling a supervisor stops its children in reverse order;
  * each is cancelled and given its `shutdown_ns` to end (a child that is a
  * supervisor first stops its own, so a whole tree ends depth first).  A
- * child still running after its deadline is left behind: it is unlinked
- * and forgotten, and ends whenever it next reaches a blocking call (C
- * cannot stop code that never yields).  Then the supervisor ends with
- * TR_ECANCELED.
+ * child still running after its deadline is abandoned: it is unlinked
+ * and forgotten, reported to the log hook (tr_config.log), and ends with
+ * TR_EKILLED at its next blocking call, or at once if it is parked in
+ * one (even one a shutdown of its own shields): its code after that call
+ * never runs, its cleanup handlers do.  C cannot stop code that never
+ * reaches a blocking call; the watchdog (tr_config.watchdog_ns) reports
+ * it.  Then the supervisor ends with TR_ECANCELED.
  */
 #ifndef TROUPE_SUPERVISOR_H
 #define TROUPE_SUPERVISOR_H
@@ -41,6 +44,10 @@
 #include "troupe/time.h"
 
 typedef enum tr_restart { TR_PERMANENT = 0, TR_TRANSIENT, TR_TEMPORARY } tr_restart;
+
+/* What a child is; a supervisor's shutdown_ns of 0 means "as long as its
+ * own children take" (OTP's infinity), a worker's "no time at all". */
+typedef enum tr_child_kind { TR_CHILD_WORKER = 0, TR_CHILD_SUPERVISOR } tr_child_kind;
 typedef enum tr_strategy { TR_ONE_FOR_ONE = 0, TR_ONE_FOR_ALL, TR_REST_FOR_ONE } tr_strategy;
 
 /*
@@ -56,6 +63,7 @@ typedef struct tr_child_spec {
     void *arg;
     tr_restart restart;
     int64_t shutdown_ns;     /* how long it may take to end when stopped */
+    tr_child_kind kind;
 } tr_child_spec;
 
 /* The most restarts an intensity may allow (they are remembered). */
@@ -131,6 +139,7 @@ typedef struct tr_child_info {
     tr_ref ref;              /* TR_REF_NONE unless running */
     tr_child_state state;
     uint32_t restarts;       /* times it was restarted */
+    tr_child_kind kind;
 } tr_child_info;
 
 /*

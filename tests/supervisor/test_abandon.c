@@ -1,0 +1,244 @@
+/*
+ * test_abandon.c - children that do not stop within their shutdown time.
+ * The supervisor abandons them: they end with TR_EKILLED at their next
+ * blocking call, or at once if they are parked in one (even shielded),
+ * their code after that call never runs, their cleanup handlers do, and
+ * the log hook hears of it.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+enum { TAG_READY = 1, TAG_DOWN = 2 };
+
+static tr_mailbox *report_mb;
+static atomic_int cleanups;
+static _Atomic tr_ref stubborn_ref, grandchild_ref;
+static atomic_bool grandchild_ended;
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[4096];
+
+static void log_hook(void *arg, const char *line)
+{
+    (void)arg;
+    pthread_mutex_lock(&log_lock);
+    strncat(log_text, line, sizeof log_text - strlen(log_text) - 2);
+    strcat(log_text, "\n");
+    pthread_mutex_unlock(&log_lock);
+}
+
+static bool logged(const char *what)
+{
+    pthread_mutex_lock(&log_lock);
+    bool found = strstr(log_text, what) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return found;
+}
+
+static tr_system *logging_system(void)
+{
+    log_text[0] = '\0';
+    atomic_store(&cleanups, 0);
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = 2; /* a stubborn child keeps one busy */
+    cfg.log = log_hook;
+    tr_system *sys;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    assert_int_equal(tr_mailbox_new(sys, 16, &report_mb), 0);
+    return sys;
+}
+
+static void count_cleanup(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&cleanups, 1);
+}
+
+/* Monitors the refs in its state (up to two, 0-terminated) and reports
+ * each DOWN: who, and with what reason. */
+static int watcher(tr_actor *self)
+{
+    tr_ref *refs = tr_actor_state(self);
+    tr_system *sys = tr_actor_system(self);
+    int n = 0;
+    for (tr_ref mon; n < 2 && refs[n]; n++)
+        if (tr_monitor(refs[n], &mon))
+            return -1;
+    test_send(sys, tr_mailbox_ref(report_mb), TAG_READY, 0, 0);
+    for (int i = 0; i < n; i++) {
+        tr_msg m;
+        tr_notice what;
+        if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || tr_notice_read(&m, &what))
+            return -2;
+        test_send(sys, tr_mailbox_ref(report_mb), TAG_DOWN, what.who,
+                  (uint64_t)(int64_t)what.reason);
+        tr_msg_release(&m);
+    }
+    return 0;
+}
+
+static void watch(tr_system *sys, tr_ref *refs)
+{
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = refs;
+    assert_int_equal(tr_spawn_loop(sys, watcher, &o, NULL), 0);
+    assert_int_equal(test_recv(report_mb).tag, TAG_READY);
+}
+
+static tr_ref wait_for_ref(_Atomic tr_ref *ref)
+{
+    for (int tries = 0; !atomic_load(ref) && tries < 20000; tries++)
+        usleep(1000);
+    assert_true(atomic_load(ref) != TR_REF_NONE);
+    return atomic_load(ref);
+}
+
+/* ---- a child that ignores its cancel ------------------------------------ */
+
+/*
+ * Goes on for up to 5 seconds after its cancel, yielding (which says
+ * TR_ECANCELED) and asking again: only abandonment ends it before then,
+ * with TR_EKILLED, where its own end would be -1.  It yields, so its
+ * worker still runs the others; one that never yields cannot be stopped
+ * at all (supervisor.h).
+ */
+static int stubborn(tr_actor *self)
+{
+    tr_defer(count_cleanup, NULL);
+    atomic_store(&stubborn_ref, tr_actor_ref(self));
+    tr_msg m;
+    while (tr_recv(&m, TR_FOREVER) == 0)
+        tr_msg_release(&m);
+    for (int64_t give_up = tr_now() + 5000000000ll; tr_now() < give_up;)
+        tr_yield();
+    return -1;
+}
+
+static int start_stubborn(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.name = "stubborn";
+    return tr_spawn_loop(sys, stubborn, &o, out);
+}
+
+static void test_a_child_that_ignores_its_cancel_ends_at_its_next_call(void **state)
+{
+    (void)state;
+    tr_system *sys = logging_system();
+    atomic_store(&stubborn_ref, TR_REF_NONE);
+    tr_child_spec spec = {.name = "stubborn", .start = start_stubborn,
+                          .restart = TR_PERMANENT, .shutdown_ns = 50000000};
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    tr_ref sup;
+    assert_int_equal(tr_supervisor_start(sys, &o, &spec, 1, &sup), 0);
+    tr_ref refs[2] = {wait_for_ref(&stubborn_ref), TR_REF_NONE};
+    watch(sys, refs);
+
+    int64_t t0 = tr_now();
+    int reason = 0;
+    assert_int_equal(tr_cancel_wait(sys, sup, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_int_equal(reason, TR_ECANCELED);
+    assert_true(tr_now() - t0 >= 50000000); /* it gave the child its time */
+    tr_msg down = test_recv(report_mb);
+    assert_int_equal(down.tag, TAG_DOWN);
+    assert_int_equal(down.a, refs[0]);
+    assert_int_equal((int64_t)down.b, TR_EKILLED);
+    assert_int_equal(atomic_load(&cleanups), 1);
+    assert_true(logged("child 'stubborn'"));
+    assert_true(logged("abandoned"));
+    tr_mailbox_free(report_mb);
+    tr_system_free(sys);
+}
+
+/* ---- a supervisor parked in a shielded wait ------------------------------ */
+
+/* Ignores its cancel for 500 ms, spinning on tr_yield (which says
+ * TR_ECANCELED at once), then ends. */
+static int slow_grandchild(tr_actor *self)
+{
+    atomic_store(&grandchild_ref, tr_actor_ref(self));
+    int64_t until = 0;
+    for (;;) {
+        if (tr_yield() == TR_ECANCELED && !until)
+            until = tr_now() + 500000000;
+        if (until && tr_now() > until)
+            break;
+    }
+    atomic_store(&grandchild_ended, true);
+    return 0;
+}
+
+static int start_slow_grandchild(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    return tr_spawn_loop(sys, slow_grandchild, NULL, out);
+}
+
+/* A supervisor that gives its child 10 s to stop. */
+static int start_patient_sup(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    static const tr_child_spec spec = {.name = "slow", .start = start_slow_grandchild,
+                                       .restart = TR_PERMANENT,
+                                       .shutdown_ns = 10000000000ll};
+    return tr_supervisor_start(sys, NULL, &spec, 1, out);
+}
+
+/*
+ * The parent gives the child supervisor 50 ms.  The child supervisor is
+ * then parked, shielded, waiting for its own child; abandoned, it ends at
+ * once with TR_EKILLED, long before the grandchild it was waiting for,
+ * and it never goes back to waiting.  The grandchild, linked to it, is
+ * ended by its exit with the same reason when it next stops ignoring.
+ */
+static void test_a_parked_shielded_supervisor_is_abandoned_without_resuming(void **state)
+{
+    (void)state;
+    tr_system *sys = logging_system();
+    atomic_store(&grandchild_ref, TR_REF_NONE);
+    atomic_store(&grandchild_ended, false);
+    tr_child_spec spec = {.name = "patient", .start = start_patient_sup,
+                          .restart = TR_PERMANENT, .shutdown_ns = 50000000,
+                          .kind = TR_CHILD_SUPERVISOR};
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    tr_ref top;
+    assert_int_equal(tr_supervisor_start(sys, &o, &spec, 1, &top), 0);
+    tr_ref grandchild = wait_for_ref(&grandchild_ref);
+    tr_child_info info;
+    size_t n = 0;
+    assert_int_equal(tr_supervisor_children(sys, top, &info, 1, &n,
+                                            tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(info.kind, TR_CHILD_SUPERVISOR);
+    tr_ref refs[3] = {info.ref, grandchild, TR_REF_NONE};
+    watch(sys, refs);
+
+    int reason = 0;
+    assert_int_equal(tr_cancel_wait(sys, top, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_int_equal(reason, TR_ECANCELED);
+    tr_msg first = test_recv(report_mb);
+    assert_int_equal(first.a, info.ref); /* the child supervisor, first */
+    assert_int_equal((int64_t)first.b, TR_EKILLED);
+    assert_false(atomic_load(&grandchild_ended)); /* it did not wait for it */
+    assert_true(logged("child 'patient'"));
+    tr_msg second = test_recv(report_mb);
+    assert_int_equal(second.a, grandchild);
+    assert_int_equal((int64_t)second.b, TR_EKILLED); /* the link's reason */
+    assert_true(atomic_load(&grandchild_ended));
+    tr_mailbox_free(report_mb);
+    tr_system_free(sys);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_child_that_ignores_its_cancel_ends_at_its_next_call),
+        cmocka_unit_test(test_a_parked_shielded_supervisor_is_abandoned_without_resuming),
+    };
+    return cmocka_run_group_tests_name("abandon", tests, NULL, NULL);
+}
