@@ -561,6 +561,14 @@ static void test_bad_supervisor_arguments(void **state)
     assert_int_equal(tr_supervisor_start(NULL, NULL, &ok, 1, &r), TR_EINVAL);
     assert_int_equal(tr_supervisor_start(sys, NULL, &bad, 1, &r), TR_EINVAL);
     assert_int_equal(tr_supervisor_start(sys, NULL, NULL, 1, &r), TR_EINVAL);
+    bad = ok;
+    bad.kind = (tr_child_kind)7;
+    assert_int_equal(tr_supervisor_start(sys, NULL, &bad, 1, &r), TR_EINVAL);
+    bad = ok;
+    bad.shutdown_ns = -1;
+    assert_int_equal(tr_supervisor_start(sys, NULL, &bad, 1, &r), TR_EINVAL);
+    bad.restart = (tr_restart)9;
+    assert_int_equal(tr_supervisor_start(sys, NULL, &bad, 1, &r), TR_EINVAL);
     o.strategy = 7;
     assert_int_equal(tr_supervisor_start(sys, &o, &ok, 1, &r), TR_EINVAL);
     o = TR_SUPERVISOR_OPTS_INIT;
