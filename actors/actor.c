@@ -117,6 +117,8 @@ void tr__actor_destroy(struct tr_actor *a)
  * detail replaces the actor's own. */
 static int final_reason(struct tr_actor *a, int reason)
 {
+    if (!atomic_load(&a->kill_reason))
+        return reason; /* the usual end: no lock (a kill from now on is too late) */
     tr__spin_lock(&a->sig_lock);
     int killed = atomic_load_explicit(&a->kill_reason, memory_order_relaxed);
     if (killed) {
@@ -131,6 +133,11 @@ static int final_reason(struct tr_actor *a, int reason)
 static void end(struct tr_actor *a, int reason)
 {
     a->ending = true;
+    /* The ring is drained and freed at the end of all this, and is long
+     * out of the cache in an actor that idled: ask for it now. */
+    tr__ringbuf *rb = atomic_load_explicit(&a->mbox.rb, memory_order_relaxed);
+    if (rb)
+        __builtin_prefetch(&rb->ring);
     tr__actor_run_cleanups(a); /* still as the actor: they may send */
     tr__worker_now()->current = NULL;
     a->exit_reason = final_reason(a, reason);
@@ -272,12 +279,11 @@ int tr__abandon(tr_system *sys, tr_ref ref)
     return cancel(sys, ref, true);
 }
 
-void tr__exit_if_abandoned(void)
+void tr__exit_abandoned(struct tr_actor *a)
 {
-    tr_actor *a = tr_current();
-    /* Not from its cleanup handlers: they run to the end, and may send. */
-    if (a && atomic_load(&a->abandoned) && !a->ending)
-        tr_exit(TR_EKILLED);
+    (void)a; /* the calling actor: tr_exit finds it */
+    tr_exit(TR_EKILLED);
+    __builtin_unreachable();
 }
 
 bool tr_cancelled(void)

@@ -178,6 +178,6 @@ static int yield(void)
 
 int tr_yield(void)
 {
-    tr__exit_if_abandoned();
+    tr__abandon_point(tr_current());
     return tr__cancel_result(yield());
 }

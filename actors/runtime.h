@@ -264,14 +264,24 @@ static inline bool tr__actor_cancelled(struct tr_actor *a)
  */
 int tr__abandon(struct tr_system *sys, tr_ref ref);
 
-/* Where an abandoned actor ends: at the entry of every blocking call,
- * and on its way out with TR_ECANCELED (tr__cancel_result). */
-void tr__exit_if_abandoned(void);
+/* End the abandoned actor `a` (the calling one) with TR_EKILLED. */
+void tr__exit_abandoned(struct tr_actor *a) __attribute__((noreturn));
+
+/* Where an abandoned actor ends: at the entry of every blocking call
+ * (`a` is the calling actor, or NULL on a thread), and on its way out
+ * with TR_ECANCELED (tr__cancel_result).  Not from its cleanup handlers:
+ * they run to the end, and may send. */
+static inline void tr__abandon_point(struct tr_actor *a)
+{
+    if (a && __builtin_expect(atomic_load_explicit(&a->abandoned, memory_order_relaxed), 0) &&
+        !a->ending)
+        tr__exit_abandoned(a);
+}
 
 static inline int tr__cancel_result(int rc)
 {
-    if (rc == TR_ECANCELED)
-        tr__exit_if_abandoned();
+    if (__builtin_expect(rc == TR_ECANCELED, 0))
+        tr__abandon_point(tr_current());
     return rc;
 }
 

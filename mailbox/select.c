@@ -204,6 +204,7 @@ static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
     tr_actor *self = tr_current();
     if (self && tr_actor_system(self) != sys)
         return TR_ECONTEXT;
+    tr__abandon_point(self);
     selection s = {.sys = sys, .cases = cases, .n = ncases};
     struct tr_mailbox *owner_mb;
     int rc = prepare(&s, self, &owner_mb);
@@ -242,6 +243,5 @@ static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
 int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
               unsigned flags, tr_deadline deadline)
 {
-    tr__exit_if_abandoned();
     return tr__cancel_result(select_cases(sys, cases, ncases, flags, deadline));
 }

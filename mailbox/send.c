@@ -71,6 +71,8 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     /* One look at the thread's worker: it is a call that cannot be
      * inlined (runtime.h), and the fast path needs it twice. */
     tr__worker *w = tr__worker_now();
+    if (wait)
+        tr__abandon_point(w ? w->current : NULL);
     tr_msg m = *msg;
     m.from = tr__sender_ref(sys, w);
     tr__hold hold;
@@ -129,7 +131,6 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
 
 int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg, tr_deadline deadline)
 {
-    tr__exit_if_abandoned();
     return tr__cancel_result(send(sys, to, msg, deadline, true));
 }
 

@@ -90,6 +90,12 @@ bool tr__refmap_del(tr__refmap *m, tr_ref ref, uint32_t *val)
     }
 }
 
+void tr__refmap_prefetch(const tr__refmap *m, tr_ref ref)
+{
+    if (m->slots)
+        __builtin_prefetch(&m->slots[home_of(m, ref)]);
+}
+
 void tr__refmap_keys(const tr__refmap *m, tr_ref *out)
 {
     for (size_t i = 0; m->slots && i <= m->mask; i++)

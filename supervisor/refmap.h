@@ -39,6 +39,9 @@ bool tr__refmap_get(const tr__refmap *m, tr_ref ref, uint32_t *val);
 /* Remove ref, its value into *val unless val is NULL; false if absent. */
 bool tr__refmap_del(tr__refmap *m, tr_ref ref, uint32_t *val);
 
+/* Start loading where ref would be, for a lookup soon after. */
+void tr__refmap_prefetch(const tr__refmap *m, tr_ref ref);
+
 /* Every ref, in table order, into out (len entries). */
 void tr__refmap_keys(const tr__refmap *m, tr_ref *out);
 

@@ -58,12 +58,19 @@ static void collect(struct tr_actor *a)
         return;
     tr__signal *s = atomic_exchange_explicit(&a->sig.inbox, NULL, memory_order_acquire);
     tr__signal *oldest = NULL, *newest = s;
+    /* Each exit ends a link when it is taken, and a supervisor of many
+     * children has a table far bigger than the cache: start loading
+     * those slots now, all at once.  (Others add links under the lock.) */
+    tr__spin_lock(&a->sig_lock);
     while (s) {
         tr__signal *next = s->next;
         s->next = oldest;
         oldest = s;
+        if (s->msg.tag == TR_TAG_EXIT)
+            tr__refmap_prefetch(&a->sig.links, s->msg.from);
         s = next;
     }
+    tr__spin_unlock(&a->sig_lock);
     if (a->sig.last)
         a->sig.last->next = oldest;
     else
