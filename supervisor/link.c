@@ -75,14 +75,23 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
         return TR_EINVAL;
     tr_system *sys = self->mbox.sys;
     struct tr_actor *o = borrow_actor(sys, other);
-    if (!o)
-        return TR_ENOACTOR;
     /* Ours first: if `other` ends in between, its exit finds our link
      * gone from its list, or reaches us through ours. */
     int rc = add_link(self, other, tag);
-    if (rc == 0 && (rc = add_link(o, self->mbox.ref, 0)) != 0)
-        drop_link(self, other);
-    tr__ref_put(sys, other, o, TR__SLOT_ACTOR);
+    if (rc == 0 && (rc = o ? add_link(o, self->mbox.ref, 0) : TR_ENOACTOR) != 0) {
+        /* `other` has ended.  A trapping caller hears it at once, as an
+         * exit with reason TR_ENOACTOR (the real one is gone), through
+         * our half of the link, which that notice then ends; any other
+         * caller gets the error. */
+        if (rc == TR_ENOACTOR && atomic_load(&self->trap_exits)) {
+            tr__signal_exit_now(sys, self->mbox.ref, other);
+            rc = 0;
+        } else {
+            drop_link(self, other);
+        }
+    }
+    if (o)
+        tr__ref_put(sys, other, o, TR__SLOT_ACTOR);
     return rc;
 }
 

@@ -186,6 +186,12 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     free(monitors);
 }
 
+void tr__signal_exit_now(tr_system *sys, tr_ref watcher, tr_ref target)
+{
+    tr_msg m = tr__notice(TR_TAG_EXIT, target, TR_REF_NONE, TR_ENOACTOR, NULL);
+    send_signal(sys, watcher, &m);
+}
+
 void tr__signal_down_now(tr_system *sys, tr_ref watcher, tr_ref target, tr_ref id)
 {
     tr_msg m = tr__notice(TR_TAG_DOWN, target, id, TR_ENOACTOR, NULL);

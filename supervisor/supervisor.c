@@ -113,16 +113,13 @@ static int start_child(sup *s, size_t i)
     if (rc)
         return rc;
     c->started_at = tr_now();
-    c->ref = TR_REF_NONE;
+    /* A child that has ended already reaches us all the same, as an exit
+     * with reason TR_ENOACTOR (we trap exits; see tr__link_tagged), and
+     * is then restarted or not by its restart type. */
     rc = tr__link_tagged(ref, (uint32_t)i + 1); /* see exited_child */
-    if (rc == TR_ENOACTOR) {
-        /* It ended before we could link: we never learn how, so it is
-         * taken as done (a child that must run on should not end at once). */
-        c->state = TR_CHILD_STOPPED;
-        return 0;
-    }
     if (rc) {
         /* Not supervised after all (out of memory): do not leave it. */
+        c->ref = TR_REF_NONE;
         tr_cancel(sys_of(), ref);
         return rc;
     }

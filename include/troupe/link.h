@@ -79,8 +79,11 @@ TR_API int tr_exit_detail(const void *data, size_t len);
 
 /*
  * tr_link - link the calling actor and `other` (a second link between the
- * same two is the same link).  Returns 0, TR_ECONTEXT, TR_EINVAL (itself),
- * TR_ENOACTOR (no such actor: it has ended or never was), or TR_ENOMEM.
+ * same two is the same link).  If `other` has already ended (or never
+ * was), a caller that traps exits gets the notice at once: the call
+ * returns 0 and a TR_TAG_EXIT with reason TR_ENOACTOR follows; any other
+ * caller gets TR_ENOACTOR.  Returns 0, TR_ECONTEXT, TR_EINVAL (itself),
+ * TR_ENOACTOR or TR_ENOMEM.
  */
 TR_API int tr_link(tr_ref other);
 

@@ -229,6 +229,46 @@ static void test_trapping_actor_gets_exit_then_down_as_messages(void **state)
     tr_system_free(sys);
 }
 
+/* Links to an actor that has ended: not trapping, an error; trapping, the
+ * notice at once, as an exit with reason TR_ENOACTOR. */
+static int late_linker(tr_actor *self)
+{
+    (void)self;
+    int plain = tr_link(target_ref);
+    tr_trap_exits(true);
+    int trapping = tr_link(target_ref);
+    tr_msg m;
+    tr_notice n;
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || tr_notice_read(&m, &n))
+        return -1;
+    bool exit_at_once = m.tag == TR_TAG_EXIT && n.who == target_ref && n.reason == TR_ENOACTOR;
+    tr_msg_release(&m);
+    /* The notice ended the link: unlinking finds nothing, and no more come. */
+    bool one = tr_recv(&m, tr_after_ms(50)) == TR_ETIMEDOUT;
+    report(17, (uint64_t)-plain, (uint64_t)(trapping == 0 && exit_at_once && one));
+    return 0;
+}
+
+static void test_linking_an_ended_actor_tells_at_once(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    target_ref = spawn_ender(sys);
+    end_it(sys, target_ref, -4);
+    tr_msg probe = tr_msg_words(9, 0, 0);
+    tr_deadline give_up = tr_after_ms(TEST_DEADLINE_MS);
+    while (tr_try_send(sys, target_ref, &probe) != TR_ENOACTOR && tr_now() < give_up)
+        usleep(1000);
+    assert_int_equal(tr_spawn_loop(sys, late_linker, NULL, NULL), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal(r.tag, 17);
+    assert_int_equal(r.a, (uint64_t)-TR_ENOACTOR);
+    assert_int_equal(r.b, 1);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 /* ---- exit details ---------------------------------------------------------- */
 
 /* A detail may be any small struct, zeros and all. */
@@ -517,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
+        cmocka_unit_test(test_linking_an_ended_actor_tells_at_once),
         cmocka_unit_test(test_exit_detail_reaches_links_monitors_and_those_a_link_ends),
         cmocka_unit_test(test_bad_details_are_refused_and_unread_notices_freed),
     };

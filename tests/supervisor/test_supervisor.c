@@ -550,6 +550,76 @@ static void test_random_failures_and_cancellations_add_up(void **state)
     tr_system_free(sys);
 }
 
+/* ---- a child that ends before its supervisor links to it ---------------- */
+
+static atomic_int early_starts;
+
+static int quits_on_first(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    (void)m;
+    return TR_STOP;
+}
+
+static int stays_up(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    (void)m;
+    return 0;
+}
+
+/* Its first life has ended, surely, by the time the supervisor links.
+ * This runs in the supervisor, which yields until then. */
+static int start_early_ender(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    bool first = atomic_fetch_add(&early_starts, 1) == 0;
+    int rc = tr_spawn(sys, first ? quits_on_first : stays_up, NULL, out);
+    if (rc || !first)
+        return rc;
+    tr_msg m = tr_msg_words(1, 0, 0);
+    if ((rc = tr_send(sys, *out, &m, TR_FOREVER)) != 0)
+        return rc;
+    while (tr_try_send(sys, *out, &m) != TR_ENOACTOR)
+        tr_yield(); /* (an actor must not block its worker) */
+    return 0;
+}
+
+static void test_a_child_that_ended_before_the_link_counts_as_an_exit(void **state)
+{
+    (void)state;
+    const tr_restart types[] = {TR_PERMANENT, TR_TEMPORARY};
+    for (int t = 0; t < 2; t++) {
+        atomic_store(&early_starts, 0);
+        tr_system *sys = test_system(2);
+        tr_child_spec spec = {.name = "early", .start = start_early_ender,
+                              .restart = types[t], .shutdown_ns = 1000000000};
+        tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, &spec, 1);
+        int want_starts = types[t] == TR_PERMANENT ? 2 : 1;
+        tr_child_info info = {0};
+        size_t n = 0;
+        for (int tries = 0; tries < 2000; tries++) {
+            assert_int_equal(tr_supervisor_children(sys, sup, &info, 1, &n,
+                                                    tr_after_ms(TEST_DEADLINE_MS)), 0);
+            if (atomic_load(&early_starts) == want_starts &&
+                info.state == (types[t] == TR_PERMANENT ? TR_CHILD_RUNNING : TR_CHILD_STOPPED))
+                break;
+            usleep(1000);
+        }
+        usleep(20000); /* and no more starts come */
+        assert_int_equal(atomic_load(&early_starts), want_starts);
+        assert_int_equal(n, 1);
+        if (types[t] == TR_PERMANENT) {
+            assert_int_equal(info.state, TR_CHILD_RUNNING);
+            assert_int_equal(info.restarts, 1);
+        } else {
+            assert_int_equal(info.state, TR_CHILD_STOPPED);
+            assert_int_equal(info.restarts, 0);
+        }
+        tr_system_free(sys);
+    }
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -594,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_stop_at_once_ends_every_child),
         cmocka_unit_test(test_dynamic_children_start_stop_and_respect_the_limit),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
+        cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
