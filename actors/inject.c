@@ -35,6 +35,12 @@ bool tr__inject_nonempty(tr__inject *q)
            atomic_load_explicit(&q->tail, memory_order_relaxed) != &q->stub;
 }
 
+bool tr__inject_ready(tr__inject *q)
+{
+    tr__inject_node *tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+    return tail != &q->stub || atomic_load_explicit(&q->stub.next, memory_order_acquire);
+}
+
 bool tr__inject_begin(tr__inject *q)
 {
     /* Acquire, paired with the release in tr__inject_end: one taker at a

@@ -25,14 +25,14 @@ typedef struct tr__inject_node {
     _Atomic(struct tr__inject_node *) next;
 } tr__inject_node;
 
+/* Each end on a cache line of its own, and nothing else on them. */
 typedef struct tr__inject {
-    _Atomic(tr__inject_node *) head;         /* producers' end */
-    char pad1[64 - sizeof(void *)];
+    _Atomic(tr__inject_node *) head __attribute__((aligned(64))); /* producers' end */
     /* Consumer's end: written under `taking`, read by anyone as a hint. */
-    _Atomic(tr__inject_node *) tail;
+    _Atomic(tr__inject_node *) tail __attribute__((aligned(64)));
     atomic_bool taking;
     tr__inject_node stub;
-} tr__inject;
+} __attribute__((aligned(64))) tr__inject;
 
 void tr__inject_init(tr__inject *q);
 
@@ -42,6 +42,13 @@ void tr__inject_push(tr__inject *q, tr__inject_node *n);
 
 /* True if a node was pushed and not yet taken (a hint, any thread). */
 bool tr__inject_nonempty(tr__inject *q);
+
+/* The takers' cheaper hint, for polling: true if a node is linked in at
+ * their end.  It reads only their cache line, not the producers' (which
+ * each poll took away from a thread pushing a message a time); a node
+ * being pushed right now may not show yet, so it is not for deciding
+ * to sleep. */
+bool tr__inject_ready(tr__inject *q);
 
 /* Begin taking; false if another thread is taking right now. */
 bool tr__inject_begin(tr__inject *q);

@@ -110,32 +110,37 @@ typedef struct tr__worker {
 } tr__worker;
 
 struct tr_system {
+    /* Read by everyone all the time, written (nearly) never. */
     tr_config cfg;
     unsigned nworkers;
     tr__worker *workers;
-    tr__slots slots;
-    tr__stack_pool stacks;
-    tr__pool pools[TR__POOLS];
+    atomic_bool stopping;
+    bool has_watchdog;
+    bool torn_down;
+    pthread_t watchdog;              /* if has_watchdog */
 
+    /* Each of these lays out its own cache lines. */
+    tr__slots slots;
+    tr__stack_pool stacks __attribute__((aligned(TR__CACHELINE)));
+    tr__pool pools[TR__POOLS];
     /* Work from threads that are not workers, yields, run queue overflow. */
     tr__inject global;
 
-    /* Parked workers (a stack of ids) and searching ones. */
-    tr__spin idle_lock;
+    /* Parked workers (a stack of ids): written as workers park and wake,
+     * read at every send from outside (maybe_wake). */
+    tr__spin idle_lock __attribute__((aligned(TR__CACHELINE)));
     unsigned *idle;
     unsigned nidle_list;
     atomic_uint nidle;
-    atomic_uint nsearching;
+    /* Written by every worker that looks for work, at each look. */
+    atomic_uint nsearching __attribute__((aligned(TR__CACHELINE)));
 
-    atomic_bool stopping;
-    atomic_uint workers_running;
+    /* Written now and then. */
+    atomic_uint workers_running __attribute__((aligned(TR__CACHELINE)));
     _Atomic uint32_t workers_done;   /* futex: bumped as each worker ends */
     atomic_uint foreign_waiters;     /* threads inside a send that waited */
     _Atomic tr_ref next_monitor;     /* monitor refs, never reused */
-    pthread_t watchdog;              /* if has_watchdog */
-    bool has_watchdog;
     _Atomic uint32_t watchdog_stop;  /* futex: 1 once it must end */
-    bool torn_down;
 };
 
 struct tr_actor {

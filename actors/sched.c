@@ -176,7 +176,7 @@ static struct tr_actor *actor_of(tr__inject_node *n)
 static struct tr_actor *global_pop(tr__worker *w)
 {
     tr__inject *q = &w->sys->global;
-    if (!tr__inject_nonempty(q) || !tr__inject_begin(q))
+    if (!tr__inject_ready(q) || !tr__inject_begin(q))
         return NULL;
     struct tr_actor *a = actor_of(tr__inject_take(q));
     tr__inject_end(q);
