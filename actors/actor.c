@@ -29,12 +29,10 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     if (body && o.stack_size && o.stack_size < MIN_STACK)
         return TR_EINVAL;
 
-    bool pooled;
-    struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR, &pooled);
+    struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR);
     if (!a)
         return TR_ENOMEM;
     memset(a, 0, sizeof *a);
-    a->pooled = pooled;
     tr__mailbox_init(&a->mbox, sys, ring_size, a, &a->scheduled, TR_ENOACTOR);
     if (o.name && !(a->name = strdup(o.name)))
         goto free_actor;
@@ -64,7 +62,7 @@ free_stack:
 free_name:
     free(a->name);
 free_actor:
-    tr__free(sys, TR__POOL_ACTOR, a, a->pooled);
+    tr__free(sys, TR__POOL_ACTOR, a);
     return rc;
 }
 
@@ -110,7 +108,7 @@ void tr__actor_destroy(struct tr_actor *a)
     tr__slot_release(&sys->slots, tr__slot_cache_of(sys), a->mbox.ref);
     tr__stack_free(a->stack);
     free(a->name);
-    tr__free(sys, TR__POOL_ACTOR, a, a->pooled);
+    tr__free(sys, TR__POOL_ACTOR, a);
 }
 
 /* A linked actor's exit that ended this one names the reason, and its

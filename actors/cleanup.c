@@ -16,18 +16,16 @@ struct tr__cleanup {
     struct tr__cleanup *next;
     void (*fn)(void *arg);
     void *arg;
-    bool pooled;
 };
 
 _Static_assert(sizeof(struct tr__cleanup) <= TR__NODE_BYTES, "a handler is a pool node");
 
 int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg)
 {
-    bool pooled;
-    struct tr__cleanup *c = tr__alloc(a->mbox.sys, TR__POOL_NODE, &pooled);
+    struct tr__cleanup *c = tr__alloc(a->mbox.sys, TR__POOL_NODE);
     if (!c)
         return TR_ENOMEM;
-    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg, .pooled = pooled};
+    *c = (struct tr__cleanup){.next = a->cleanups, .fn = fn, .arg = arg};
     a->cleanups = c;
     return 0;
 }
@@ -49,7 +47,7 @@ void tr__actor_run_cleanups(struct tr_actor *a)
         a->cleanups = c->next;
         void (*fn)(void *) = c->fn;
         void *arg = c->arg;
-        tr__free(a->mbox.sys, TR__POOL_NODE, c, c->pooled);
+        tr__free(a->mbox.sys, TR__POOL_NODE, c);
         fn(arg);
     }
 }
@@ -59,6 +57,6 @@ void tr__actor_drop_cleanups(struct tr_actor *a)
     struct tr__cleanup *c;
     while ((c = a->cleanups) != NULL) {
         a->cleanups = c->next;
-        tr__free(a->mbox.sys, TR__POOL_NODE, c, c->pooled);
+        tr__free(a->mbox.sys, TR__POOL_NODE, c);
     }
 }

@@ -20,6 +20,38 @@ static void *next_of(void *block)
     return *(void **)block;
 }
 
+void tr__pool_init(tr__pool *p, size_t size)
+{
+    memset(p, 0, sizeof *p);
+    p->size = (size + 63) & ~(size_t)63;
+}
+
+void tr__pool_destroy(tr__pool *p)
+{
+    for (void *c = p->chunks, *next; c; c = next) {
+        next = next_of(c);
+        free(c);
+    }
+    memset(p, 0, sizeof *p);
+}
+
+#ifdef POOL_BYPASS
+
+void *tr__pool_get(tr__pool *p, tr__pool_cache *c)
+{
+    (void)c;
+    return aligned_alloc(64, p->size);
+}
+
+void tr__pool_put(tr__pool *p, tr__pool_cache *c, void *block)
+{
+    (void)p;
+    (void)c;
+    free(block);
+}
+
+#else
+
 static void set_next(void *block, void *next)
 {
     *(void **)block = next;
@@ -34,21 +66,6 @@ static void *next_magazine(void *mag)
 static void set_next_magazine(void *mag, void *next)
 {
     ((void **)mag)[1] = next;
-}
-
-void tr__pool_init(tr__pool *p, size_t size)
-{
-    memset(p, 0, sizeof *p);
-    p->size = (size + 63) & ~(size_t)63;
-}
-
-void tr__pool_destroy(tr__pool *p)
-{
-    for (void *c = p->chunks, *next; c; c = next) {
-        next = next_of(c);
-        free(c);
-    }
-    memset(p, 0, sizeof *p);
 }
 
 /* Up to n new blocks from the newest chunk, or a new one; lock held.
@@ -101,12 +118,29 @@ static void refill(tr__pool *p, tr__pool_cache *c)
     tr__spin_unlock(&p->lock);
 }
 
+/* A block for a thread that is not a worker: a loose one, a full
+ * magazine turned loose, or a new one. */
+static void *get_shared(tr__pool *p)
+{
+    tr__spin_lock(&p->lock);
+    if (!p->loose && p->full) {
+        p->loose = p->full; /* its blocks are a NULL-terminated list */
+        p->full = next_magazine(p->full);
+    }
+    void *b = p->loose;
+    uint32_t got;
+    if (b)
+        p->loose = next_of(b);
+    else
+        b = carve(p, 1, &got);
+    tr__spin_unlock(&p->lock);
+    return b;
+}
+
 void *tr__pool_get(tr__pool *p, tr__pool_cache *c)
 {
-#ifdef POOL_BYPASS
-    (void)c;
-    return aligned_alloc(64, p->size);
-#else
+    if (!c)
+        return get_shared(p);
     if (!c->head && c->spare) {
         c->head = c->spare;
         c->len = TR__POOL_BATCH;
@@ -120,18 +154,12 @@ void *tr__pool_get(tr__pool *p, tr__pool_cache *c)
         c->len--;
     }
     return b;
-#endif
 }
 
 void tr__pool_put(tr__pool *p, tr__pool_cache *c, void *block)
 {
     if (!block)
         return;
-#ifdef POOL_BYPASS
-    (void)p;
-    (void)c;
-    free(block);
-#else
     if (!c) {
         tr__spin_lock(&p->lock);
         set_next(block, p->loose);
@@ -153,5 +181,6 @@ void tr__pool_put(tr__pool *p, tr__pool_cache *c, void *block)
     set_next(block, c->head);
     c->head = block;
     c->len++;
-#endif
 }
+
+#endif

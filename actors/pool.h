@@ -16,11 +16,10 @@
  * blocks.  Allocation empties the current one, then the spare, then
  * takes a full magazine from the pool, or carves new blocks from a
  * chunk.  A block freed on another worker than the one that allocated it
- * simply joins that worker's cache.  Threads that are not workers do not
- * allocate from a pool (the runtime gives them malloc: handing them
- * blocks that the workers just freed cost a cache miss per block, and
- * made spawning from a thread slower than with glibc); a pool block
- * they free joins a shared list under the lock.
+ * simply joins that worker's cache.  Threads that are not workers (the
+ * application spawning actors) take and give back one block at a time
+ * under the lock: the loose blocks, which a whole full magazine becomes
+ * when they run out, or a new one carved.
  *
  * Memory goes back to the system only when the pool is destroyed: a
  * pool is the high-water mark of its live blocks.
@@ -52,7 +51,7 @@ typedef struct tr__pool {
     size_t size;          /* bytes per block, a multiple of 64 */
     tr__spin lock;        /* guards what follows */
     void *full;           /* full magazines, linked through their second word */
-    void *loose;          /* blocks freed by threads that are not workers */
+    void *loose;          /* blocks for and from threads that are not workers */
     char *bump, *bump_end; /* the uncarved rest of the newest chunk */
     void *chunks;         /* every chunk, linked through its first word */
 } __attribute__((aligned(64))) tr__pool;
@@ -64,12 +63,11 @@ void tr__pool_init(tr__pool *p, size_t size);
  * used again. */
 void tr__pool_destroy(tr__pool *p);
 
-/* A block, uninitialised, or NULL if out of memory; `c` is the calling
- * worker's cache for this pool. */
+/* A block, uninitialised, or NULL if out of memory.  `c` is the calling
+ * worker's cache for this pool, NULL on other threads. */
 void *tr__pool_get(tr__pool *p, tr__pool_cache *c);
 
-/* Give a block of this pool back (NULL is ignored); `c` is the calling
- * worker's cache, NULL on other threads. */
+/* Give a block of this pool back (NULL is ignored); `c` as for get. */
 void tr__pool_put(tr__pool *p, tr__pool_cache *c, void *block);
 
 #endif

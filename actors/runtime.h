@@ -165,7 +165,6 @@ struct tr_actor {
     atomic_bool abandoned;          /* ends at its next blocking call (tr__abandon) */
     bool ending;                    /* its end has begun: cleanups run (own thread) */
     atomic_bool trap_exits;
-    bool pooled;                    /* its memory is a pool block (tr__alloc) */
     uint32_t select_next;           /* where its next tr_select starts looking */
 
     tr_handler handler;
@@ -417,27 +416,16 @@ static inline tr__slot_cache *tr__slot_cache_of(struct tr_system *sys)
     return w && w->sys == sys ? &w->slot_cache : NULL;
 }
 
-/* A block for one of sys's pools: from the calling worker's cache, or on
- * other threads from malloc (pool.h says why); *pooled tells which, for
- * tr__free.  NULL if out of memory. */
-static inline void *tr__alloc(struct tr_system *sys, int pool, bool *pooled)
+/* A block of one of sys's pools, through the calling worker's cache if
+ * it is one of sys's workers; NULL if out of memory. */
+static inline void *tr__alloc(struct tr_system *sys, int pool)
 {
-    tr__pool_cache *c = tr__pool_cache_of(sys, pool);
-    *pooled = c != NULL;
-    if (c)
-        return tr__pool_get(&sys->pools[pool], c);
-    /* Only a ring wants its cache lines to itself: glibc's aligned_alloc
-     * splits chunks, which made spawning from a thread 30 % slower. */
-    size_t size = sys->pools[pool].size;
-    return pool == TR__POOL_RING ? aligned_alloc(TR__CACHELINE, size) : malloc(size);
+    return tr__pool_get(&sys->pools[pool], tr__pool_cache_of(sys, pool));
 }
 
-static inline void tr__free(struct tr_system *sys, int pool, void *block, bool pooled)
+static inline void tr__free(struct tr_system *sys, int pool, void *block)
 {
-    if (pooled)
-        tr__pool_put(&sys->pools[pool], tr__pool_cache_of(sys, pool), block);
-    else
-        free(block);
+    tr__pool_put(&sys->pools[pool], tr__pool_cache_of(sys, pool), block);
 }
 
 /* The mailbox of an object behind a ref: an actor's own, or a mailbox. */

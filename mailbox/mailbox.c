@@ -47,27 +47,28 @@ size_t tr__mailbox_ring_bytes(uint32_t ring_size)
 }
 
 /* Rings of the default capacity, nearly all of them, come from the
- * system's pool (on workers); others from malloc. */
-static bool default_size(const struct tr_mailbox *mb)
+ * system's pool; others from malloc. */
+static bool pooled(const struct tr_mailbox *mb)
 {
     return tr__mailbox_ring_bytes(mb->ring_size) == mb->sys->pools[TR__POOL_RING].size;
 }
 
 static void ring_free(struct tr_mailbox *mb, tr__ringbuf *rb)
 {
-    tr__free(mb->sys, TR__POOL_RING, rb, rb->pooled);
+    if (pooled(mb))
+        tr__free(mb->sys, TR__POOL_RING, rb);
+    else
+        free(rb);
 }
 
 /* The first sender allocates the ring; a loser of the race frees its own. */
 static tr__ringbuf *ring_create(struct tr_mailbox *mb)
 {
-    bool pooled = false;
-    tr__ringbuf *rb = default_size(mb) ? tr__alloc(mb->sys, TR__POOL_RING, &pooled)
-                                       : aligned_alloc(TR__CACHELINE,
-                                                       tr__mailbox_ring_bytes(mb->ring_size));
+    tr__ringbuf *rb = pooled(mb) ? tr__alloc(mb->sys, TR__POOL_RING)
+                                 : aligned_alloc(TR__CACHELINE,
+                                                 tr__mailbox_ring_bytes(mb->ring_size));
     if (!rb)
         return NULL;
-    rb->pooled = pooled;
     ck_ring_init(&rb->ring, mb->ring_size);
     tr__ringbuf *expected = NULL;
     /* Pairs with the acquire loads in put and take. */

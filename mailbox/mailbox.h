@@ -39,7 +39,6 @@ CK_RING_PROTOTYPE(tr_msg, tr_msg)
 
 typedef struct tr__ringbuf {
     struct ck_ring ring;
-    bool pooled;                 /* a pool block (tr__alloc), or malloc's */
     struct tr_msg slots[];
 } tr__ringbuf;
 

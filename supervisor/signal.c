@@ -33,7 +33,7 @@ static void free_list(tr_system *sys, tr__signal *s)
     for (tr__signal *next; s && s != TR__SIGNALS_CLOSED; s = next) {
         next = s->next;
         tr_msg_release(&s->msg);
-        tr__free(sys, TR__POOL_NODE, s, s->pooled);
+        tr__free(sys, TR__POOL_NODE, s);
     }
 }
 
@@ -100,18 +100,16 @@ static void send_signal(tr_system *sys, tr_ref to, tr_msg *m)
             kill_by_link(a, m);
         goto release;
     }
-    bool pooled;
-    tr__signal *s = tr__alloc(sys, TR__POOL_NODE, &pooled);
+    tr__signal *s = tr__alloc(sys, TR__POOL_NODE);
     if (!s) /* nowhere to keep it: the receiver's watch is lost (rare) */
         goto release;
     s->msg = *m;
-    s->pooled = pooled;
     if (push(a, s)) {
         tr__mailbox_notify(&a->mbox); /* wakes it like a message would */
         tr__hold_release(sys, &hold);
         return;
     }
-    tr__free(sys, TR__POOL_NODE, s, pooled);
+    tr__free(sys, TR__POOL_NODE, s);
 release:
     tr__hold_release(sys, &hold);
 drop:
@@ -136,7 +134,7 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
             tr__notice_set_tag(&s->msg, tag);
         }
         tr_msg m = s->msg;
-        tr__free(a->mbox.sys, TR__POOL_NODE, s, s->pooled);
+        tr__free(a->mbox.sys, TR__POOL_NODE, s);
         /* Trapping may have been turned off since it was queued. */
         if (delivered_as_message(a, &m)) {
             *out = m;
@@ -209,7 +207,7 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
             if (a->sig.last == s)
                 a->sig.last = prev;
             tr_msg_release(&s->msg);
-            tr__free(a->mbox.sys, TR__POOL_NODE, s, s->pooled);
+            tr__free(a->mbox.sys, TR__POOL_NODE, s);
             return true;
         }
     }

@@ -36,7 +36,6 @@ struct tr_system;
 typedef struct tr__signal {
     struct tr__signal *next;
     tr_msg msg;                  /* as it will be delivered */
-    bool pooled;                 /* a pool node (tr__alloc) */
 } tr__signal;
 
 /* A watcher of this actor, told by a DOWN when it ends. */

@@ -59,6 +59,22 @@ static void test_blocks_are_aligned_distinct_and_reused(void **state)
     for (int i = 0; i < N; i++)
         tr__pool_put(&p, i % 3 ? &c : NULL, got[i]); /* some as a non-worker */
     tr__pool_put(&p, &c, NULL);
+    /* A thread that is not a worker gets the loose blocks back, then
+     * full magazines turned loose, all distinct. */
+    for (int i = 0; i < N; i++) {
+        got[i] = tr__pool_get(&p, NULL);
+        assert_non_null(got[i]);
+        memset(got[i], i & 0xFF, p.size);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal((unsigned char)got[i][0], i & 0xFF);
+        assert_int_equal((unsigned char)got[i][p.size - 1], i & 0xFF);
+    }
+#ifndef __SANITIZE_ADDRESS__
+    assert_int_equal(chunks_of(&p), chunks); /* still no new chunk */
+#endif
+    for (int i = 0; i < N; i++)
+        tr__pool_put(&p, NULL, got[i]);
     tr__pool_destroy(&p);
 }
 

@@ -172,7 +172,9 @@ static void test_link_ends_the_other_with_the_same_reason_but_not_on_normal_exit
             usleep(50000);
             tr_msg probe = tr_msg_words(9, 0, 0);
             assert_int_equal(tr_try_send(sys, linked_ref, &probe), 0);
-            assert_int_equal(tr_cancel(sys, linked_ref), 0);
+            /* The probe may end it first (then there is none to cancel). */
+            int cancelled = tr_cancel(sys, linked_ref);
+            assert_true(cancelled == 0 || cancelled == TR_ENOACTOR);
             tr_msg r = test_recv(done_mb);
             assert_int_equal(r.tag, 7);
             /* it received the probe and returned -2; either way not -7 */
