@@ -37,6 +37,14 @@ static void free_list(tr_system *sys, tr__signal *s)
     }
 }
 
+/* The owner's list head.  Written by the owner only, but read as a hint
+ * by a worker that has just let the actor go idle (tr__signal_pending),
+ * so it is written with atomic stores. */
+static void set_first(struct tr_actor *a, tr__signal *s)
+{
+    __atomic_store_n(&a->sig.first, s, __ATOMIC_RELAXED);
+}
+
 /* Push s onto a's inbox; false if a has ended (s is then the caller's). */
 static bool push(struct tr_actor *a, tr__signal *s)
 {
@@ -74,7 +82,7 @@ static void collect(struct tr_actor *a)
     if (a->sig.last)
         a->sig.last->next = oldest;
     else
-        a->sig.first = oldest;
+        set_first(a, oldest);
     a->sig.last = newest;
 }
 
@@ -124,7 +132,8 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
         tr__signal *s = a->sig.first;
         if (!s)
             return false;
-        if (!(a->sig.first = s->next))
+        set_first(a, s->next);
+        if (!s->next)
             a->sig.last = NULL;
         if (s->msg.tag == TR_TAG_EXIT) { /* the link ends with the notice */
             uint32_t tag = 0;
@@ -162,7 +171,8 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     /* Nobody reads them now: what was sent to us is dropped. */
     free_list(sys, atomic_exchange(&a->sig.inbox, TR__SIGNALS_CLOSED));
     free_list(sys, a->sig.first);
-    a->sig.first = a->sig.last = NULL;
+    set_first(a, NULL);
+    a->sig.last = NULL;
 
     tr_ref few[8]; /* most actors have a link or two: no allocation */
     tr_ref *keys = links.len <= 8 ? few : malloc(links.len * sizeof *keys);
@@ -203,7 +213,7 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
         tr__signal *s = *p;
         tr_notice n;
         if (s->msg.tag == TR_TAG_DOWN && !tr_notice_read(&s->msg, &n) && n.monitor == id) {
-            *p = s->next;
+            __atomic_store_n(p, s->next, __ATOMIC_RELAXED); /* p may be &first */
             if (a->sig.last == s)
                 a->sig.last = prev;
             tr_msg_release(&s->msg);

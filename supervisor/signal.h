@@ -60,12 +60,14 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out);
 
 #define TR__SIGNALS_CLOSED ((tr__signal *)1)
 
-/* True if a signal is queued (the owner only); the owner asks after
- * lowering its flag, and a sender raises it after pushing. */
+/* True if a signal is queued: for the owner, which asks after lowering
+ * its flag (a sender raises it after pushing), or as a hint for a worker
+ * that has just let the actor go idle. */
 static inline bool tr__signals_pending(tr__signals *sig)
 {
     tr__signal *pushed = atomic_load_explicit(&sig->inbox, memory_order_relaxed);
-    return sig->first || (pushed && pushed != TR__SIGNALS_CLOSED);
+    return __atomic_load_n(&sig->first, __ATOMIC_RELAXED) ||
+           (pushed && pushed != TR__SIGNALS_CLOSED);
 }
 #define tr__signal_pending(a) tr__signals_pending(&(a)->sig)
 
