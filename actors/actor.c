@@ -236,6 +236,8 @@ void tr_exit(int reason)
         return;
     a->ending = true;
     tr__actor_run_cleanups(a); /* here, on the stack they may refer to */
+    /* A handler that blocked may have moved us to another worker. */
+    w = tr__worker_now();
     /* We cannot unwind, so we leave this stack for good; that needs
      * another one to go on with.  If memory is that short, wait. */
     while (!tr__worker_reserve_stack(w))

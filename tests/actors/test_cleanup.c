@@ -258,12 +258,90 @@ static void test_spawn_cleanup_runs_once_whether_or_not_the_actor_ran(void **sta
     assert_int_equal(atomic_load(&spawn_cleaned), 11);
 }
 
+/* ---- handlers that block, then tr_exit ----------------------------------- */
+
+static _Atomic int yielded_cleanups;
+static tr_mailbox *ended_mb;
+
+/* Yields many times, which moves the actor between workers, before the
+ * actor leaves its stack for good in tr_exit. */
+static void yields_in_cleanup(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++)
+        tr_yield();
+    atomic_fetch_add(&yielded_cleanups, 1);
+}
+
+static int exits_after_blocking_cleanup(tr_actor *self)
+{
+    (void)self;
+    if (tr_defer(yields_in_cleanup, NULL))
+        return -1;
+    tr_exit(7);
+    return -2; /* never */
+}
+
+/* Reports each DOWN's reason to the main thread. */
+static int down_reporter(tr_actor *self)
+{
+    tr_ref *refs = tr_actor_state(self);
+    tr_system *sys = tr_actor_system(self);
+    for (int i = 0; refs[i]; i++) {
+        tr_ref mon;
+        if (tr_monitor(refs[i], &mon))
+            return -1;
+    }
+    test_send(sys, tr_mailbox_ref(ended_mb), 1, 0, 0);
+    for (int i = 0; refs[i]; i++) {
+        tr_msg m;
+        tr_notice n;
+        if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || tr_notice_read(&m, &n))
+            return -2;
+        test_send(sys, tr_mailbox_ref(ended_mb), 2, (uint64_t)(int64_t)n.reason, 0);
+        tr_msg_release(&m);
+    }
+    return 0;
+}
+
+/* tr_exit after cleanup handlers that blocked (and so may have moved the
+ * actor to another worker) leaves from whichever worker it is on now. */
+static void test_tr_exit_after_cleanups_that_block_on_several_workers(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    tr_system *sys = test_system(4);
+    assert_int_equal(tr_mailbox_new(sys, N + 4, &ended_mb), 0);
+    atomic_store(&yielded_cleanups, 0);
+    static tr_ref refs[N + 1];
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = refs;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++)
+            assert_int_equal(tr_spawn_loop(sys, exits_after_blocking_cleanup, NULL, &refs[i]), 0);
+        refs[N] = TR_REF_NONE;
+        assert_int_equal(tr_spawn_loop(sys, down_reporter, &o, NULL), 0);
+        tr_msg ready = test_recv(ended_mb);
+        assert_int_equal(ready.tag, 1);
+        for (int i = 0; i < N; i++) {
+            tr_msg r = test_recv(ended_mb);
+            assert_int_equal(r.tag, 2);
+            /* 7, or TR_ENOACTOR for one that ended before it was watched */
+            assert_true((int64_t)r.a == 7 || (int64_t)r.a == TR_ENOACTOR);
+        }
+    }
+    assert_int_equal(atomic_load(&yielded_cleanups), 3 * N);
+    tr_mailbox_free(ended_mb);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handlers_run_newest_first_once_on_return_exit_and_stop),
         cmocka_unit_test(test_handlers_run_on_cancel_and_at_shutdown_and_parked_payloads_are_released),
         cmocka_unit_test(test_spawn_cleanup_runs_once_whether_or_not_the_actor_ran),
+        cmocka_unit_test(test_tr_exit_after_cleanups_that_block_on_several_workers),
     };
     return cmocka_run_group_tests_name("cleanup", tests, NULL, NULL);
 }
