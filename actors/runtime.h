@@ -271,14 +271,22 @@ int tr__abandon(struct tr_system *sys, tr_ref ref);
 /* End the abandoned actor `a` (the calling one) with TR_EKILLED. */
 void tr__exit_abandoned(struct tr_actor *a) __attribute__((noreturn));
 
-/* Where an abandoned actor ends: at the entry of every blocking call
- * (`a` is the calling actor, or NULL on a thread), and on its way out
- * with TR_ECANCELED (tr__cancel_result).  Not from its cleanup handlers:
- * they run to the end, and may send. */
+/* True if `a` (the calling actor, or NULL on a thread) is abandoned and
+ * must end at this blocking call.  Not in its cleanup handlers: they run
+ * to the end, and may send. */
+static inline bool tr__abandoned(struct tr_actor *a)
+{
+    return a && __builtin_expect(atomic_load_explicit(&a->abandoned, memory_order_relaxed), 0) &&
+           !a->ending;
+}
+
+/* Where an abandoned actor ends: at the entry of every blocking call,
+ * and on its way out with TR_ECANCELED (tr__cancel_result).  A call
+ * that carries payloads to send releases them first: their owner's code
+ * will never run again (tr_send, tr_select). */
 static inline void tr__abandon_point(struct tr_actor *a)
 {
-    if (a && __builtin_expect(atomic_load_explicit(&a->abandoned, memory_order_relaxed), 0) &&
-        !a->ending)
+    if (tr__abandoned(a))
         tr__exit_abandoned(a);
 }
 

@@ -72,7 +72,9 @@ int tr_system_new(const tr_config *config, tr_system **out)
     if (sys->workers)
         memset(sys->workers, 0, (size_t)n * sizeof(tr__worker));
     sys->idle = calloc((size_t)n, sizeof *sys->idle);
-    if (!sys->workers || !sys->idle || tr__slots_init(&sys->slots, cfg.max_actors)) {
+    /* Room for the refs that workers hold on to for a while (slots.h). */
+    uint32_t slots = cfg.max_actors + (uint32_t)n * TR__SLOT_BATCH;
+    if (!sys->workers || !sys->idle || tr__slots_init(&sys->slots, slots)) {
         free_parts(sys);
         return TR_ENOMEM;
     }

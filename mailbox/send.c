@@ -71,9 +71,11 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     /* One look at the thread's worker: it is a call that cannot be
      * inlined (runtime.h), and the fast path needs it twice. */
     tr__worker *w = tr__worker_now();
-    if (wait)
-        tr__abandon_point(w ? w->current : NULL);
     tr_msg m = *msg;
+    if (wait && tr__abandoned(w ? w->current : NULL)) {
+        tr_msg_release(&m); /* ours: the caller will never run again */
+        tr__exit_abandoned(w->current);
+    }
     m.from = tr__sender_ref(sys, w);
     tr__hold hold;
     void *obj = tr__hold_ref(sys, w, to, &hold);
@@ -131,7 +133,13 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
 
 int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg, tr_deadline deadline)
 {
-    return tr__cancel_result(send(sys, to, msg, deadline, true));
+    int rc = send(sys, to, msg, deadline, true);
+    if (rc == TR_ECANCELED && tr__abandoned(tr_current())) {
+        tr_msg m = *msg; /* not sent: ours to release, see send() */
+        tr_msg_release(&m);
+        tr__exit_abandoned(tr_current());
+    }
+    return rc;
 }
 
 int tr_try_send(tr_system *sys, tr_ref to, const tr_msg *msg)

@@ -74,7 +74,12 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
     if (other == self->mbox.ref)
         return TR_EINVAL;
     tr_system *sys = self->mbox.sys;
-    struct tr_actor *o = borrow_actor(sys, other);
+    uint8_t kind;
+    struct tr_actor *o = tr__slot_get(&sys->slots, other, &kind);
+    if (o && kind != TR__SLOT_ACTOR) {
+        tr__ref_put(sys, other, o, kind);
+        return TR_EINVAL; /* a mailbox's ref */
+    }
     /* Ours first: if `other` ends in between, its exit finds our link
      * gone from its list, or reaches us through ours. */
     int rc = add_link(self, other, tag);
@@ -83,12 +88,10 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
          * exit with reason TR_ENOACTOR (the real one is gone), through
          * our half of the link, which that notice then ends; any other
          * caller gets the error. */
-        if (rc == TR_ENOACTOR && atomic_load(&self->trap_exits)) {
-            tr__signal_exit_now(sys, self->mbox.ref, other);
-            rc = 0;
-        } else {
+        if (rc == TR_ENOACTOR && atomic_load(&self->trap_exits))
+            rc = tr__signal_exit_now(sys, self->mbox.ref, other) ? 0 : TR_ENOMEM;
+        if (rc)
             drop_link(self, other);
-        }
     }
     if (o)
         tr__ref_put(sys, other, o, TR__SLOT_ACTOR);

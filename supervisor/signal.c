@@ -87,13 +87,14 @@ static void collect(struct tr_actor *a)
 }
 
 /*
- * Queue notice `m` for `to` (an actor ref); dropped if it has ended.  It
- * is consumed either way.  An exit (from a linked actor) also ends the
+ * Queue notice `m` for `to` (an actor ref); dropped if it has ended, or
+ * if there is no memory for it (false then).  It is consumed either way.  An exit (from a linked actor) also ends the
  * link on the receiver's side: a trapping receiver drops it when it
  * takes the notice, any other right here.
  */
-static void send_signal(tr_system *sys, tr_ref to, tr_msg *m)
+static bool send_signal(tr_system *sys, tr_ref to, tr_msg *m)
 {
+    bool done = true;
     tr__hold hold;
     struct tr_actor *a = tr__hold_ref(sys, tr__worker_now(), to, &hold);
     if (!a)
@@ -109,19 +110,22 @@ static void send_signal(tr_system *sys, tr_ref to, tr_msg *m)
         goto release;
     }
     tr__signal *s = tr__alloc(sys, TR__POOL_NODE);
-    if (!s) /* nowhere to keep it: the receiver's watch is lost (rare) */
+    if (!s) { /* nowhere to keep it: the receiver's watch is lost (rare) */
+        done = false;
         goto release;
+    }
     s->msg = *m;
     if (push(a, s)) {
         tr__mailbox_notify(&a->mbox); /* wakes it like a message would */
         tr__hold_release(sys, &hold);
-        return;
+        return true;
     }
     tr__free(sys, TR__POOL_NODE, s);
 release:
     tr__hold_release(sys, &hold);
 drop:
     tr_msg_release(m);
+    return done;
 }
 
 bool tr__signal_take(struct tr_actor *a, tr_msg *out)
@@ -194,10 +198,10 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     free(monitors);
 }
 
-void tr__signal_exit_now(tr_system *sys, tr_ref watcher, tr_ref target)
+bool tr__signal_exit_now(tr_system *sys, tr_ref watcher, tr_ref target)
 {
     tr_msg m = tr__notice(TR_TAG_EXIT, target, TR_REF_NONE, TR_ENOACTOR, NULL);
-    send_signal(sys, watcher, &m);
+    return send_signal(sys, watcher, &m);
 }
 
 void tr__signal_down_now(tr_system *sys, tr_ref watcher, tr_ref target, tr_ref id)

@@ -76,8 +76,8 @@ static inline bool tr__signals_pending(tr__signals *sig)
 void tr__signal_exit(struct tr_actor *a, int reason);
 
 /* A link to an actor already gone, made by a trapping `watcher`: its
- * EXIT (reason TR_ENOACTOR). */
-void tr__signal_exit_now(struct tr_system *sys, tr_ref watcher, tr_ref target);
+ * EXIT (reason TR_ENOACTOR); false if there was no memory to queue it. */
+bool tr__signal_exit_now(struct tr_system *sys, tr_ref watcher, tr_ref target);
 
 /* A monitor of an actor already gone: its DOWN (reason TR_ENOACTOR). */
 void tr__signal_down_now(struct tr_system *sys, tr_ref watcher, tr_ref target, tr_ref id);

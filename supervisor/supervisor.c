@@ -62,6 +62,8 @@ typedef struct sup {
     tr__refmap left_behind;  /* children that outlived their shutdown time */
     size_t cap;              /* kids allocated */
     request *deferred, **deferred_tail;
+    tr_msg *in_flight;       /* the request being handled, if one is */
+    int orphaned;            /* our supervisor's exit reason, once it is gone */
     uint32_t hnext, hlen;
     uint64_t rng;
 } sup;
@@ -74,6 +76,8 @@ static tr_system *sys_of(void)
 static void free_sup(void *arg)
 {
     sup *s = arg;
+    if (s->in_flight) /* abandoned while handling it: the asker times out */
+        tr_msg_release(s->in_flight);
     free(s->kids);
     free(s->history);
     free(s->reasons);
@@ -179,6 +183,22 @@ static void hold_request(sup *s, tr_msg *m)
     s->deferred_tail = &r->next;
 }
 
+/*
+ * Any message other than a request or a running child's exit, wherever it
+ * is received: an exit of a child left behind earlier, which has ended
+ * after all, is forgotten; that of our own supervisor (the only other
+ * actor linked to us) makes us an orphan, to end once the main loop
+ * sees it (a stop in progress still finishes).  Others are not ours.
+ */
+static void other_exit(sup *s, const tr_msg *m)
+{
+    if (m->tag != TR_TAG_EXIT || tr__refmap_del(&s->left_behind, m->from, NULL) ||
+        s->orphaned)
+        return;
+    int reason = tr__notice_reason(m);
+    s->orphaned = reason ? reason : TR_ESHUTDOWN;
+}
+
 /* When a stop of c that starts now gives up on it. */
 static tr_deadline stop_deadline(const child *c)
 {
@@ -234,6 +254,8 @@ static void stop_child(sup *s, size_t i, int *reasons)
         }
         ssize_t k = exited_child(s, &m);
         int reason = k >= 0 ? tr__notice_reason(&m) : 0;
+        if (k < 0)
+            other_exit(s, &m);
         tr_msg_release(&m);
         if (k < 0)
             continue;
@@ -275,6 +297,8 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
         }
         ssize_t k = exited_child(s, &m);
         int reason = k >= 0 ? tr__notice_reason(&m) : 0;
+        if (k < 0)
+            other_exit(s, &m);
         tr_msg_release(&m);
         if (k < 0)
             continue;
@@ -556,18 +580,19 @@ static int sup_body(tr_actor *self)
             break;
         }
         if (is_request(&m)) {
+            s->in_flight = &m; /* for free_sup, if we are abandoned in it */
             rc = handle_request(s, m.ptr);
+            s->in_flight = NULL;
             tr_msg_release(&m);
         } else if (m.tag == TR_TAG_EXIT) {
             ssize_t i = exited_child(s, &m);
             int reason = tr__notice_reason(&m);
-            bool left_behind = i < 0 && tr__refmap_del(&s->left_behind, m.from, NULL);
+            if (i < 0)
+                other_exit(s, &m);
             tr_msg_release(&m);
-            if (left_behind)
-                continue; /* a child left behind has ended after all */
-            if (i < 0) { /* our own supervisor went away */
-                rc = reason ? reason : TR_ESHUTDOWN;
-                break;
+            if (i < 0) {
+                rc = s->orphaned;
+                continue;
             }
             for (size_t k = 0; k < s->n; k++)
                 s->reasons[k] = NO_EXIT; /* (it grows with dynamic children) */
@@ -577,11 +602,15 @@ static int sup_body(tr_actor *self)
         } else {
             tr_msg_release(&m);
         }
+        if (!rc)
+            rc = s->orphaned;
         while (!rc && s->deferred) {
+            /* Off the list only once handled: if we are abandoned in
+             * the middle, free_sup still finds it there. */
             request *r = s->deferred;
+            rc = handle_request(s, r);
             if (!(s->deferred = r->next))
                 s->deferred_tail = &s->deferred;
-            rc = handle_request(s, r);
             free(r);
         }
     }

@@ -82,8 +82,8 @@ TR_API int tr_exit_detail(const void *data, size_t len);
  * same two is the same link).  If `other` has already ended (or never
  * was), a caller that traps exits gets the notice at once: the call
  * returns 0 and a TR_TAG_EXIT with reason TR_ENOACTOR follows; any other
- * caller gets TR_ENOACTOR.  Returns 0, TR_ECONTEXT, TR_EINVAL (itself),
- * TR_ENOACTOR or TR_ENOMEM.
+ * caller gets TR_ENOACTOR.  Returns 0, TR_ECONTEXT, TR_EINVAL (itself, or
+ * a mailbox's ref), TR_ENOACTOR or TR_ENOMEM.
  */
 TR_API int tr_link(tr_ref other);
 

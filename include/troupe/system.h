@@ -29,7 +29,9 @@ typedef struct tr_config {
     size_t stack_size;
     /* Put an inaccessible guard page below every stack (1) or not (0). */
     int stack_guard;
-    /* Most actors and mailboxes alive at once (refs are slots in a table). */
+    /* Most actors and mailboxes alive at once (refs are slots in a table).
+     * The table has room for 64 more per worker: a worker hands the refs
+     * freed on it back in batches, so that this many are always there. */
     uint32_t max_actors;
     /* Messages an actor handles per turn before others get to run. */
     uint32_t batch;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "runtime.h"
 
 enum { TAG_READY = 1, TAG_DOWN = 2 };
 
@@ -155,6 +156,74 @@ static void test_a_child_that_ignores_its_cancel_ends_at_its_next_call(void **st
     tr_system_free(sys);
 }
 
+/* ---- an abandoned sender's payload ---------------------------------------- */
+
+static atomic_int payloads_made, payloads_freed;
+static tr_ref full_box;
+
+static void free_payload(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    atomic_fetch_add(&payloads_freed, 1);
+}
+
+static atomic_bool go_on;
+static atomic_int sends_returned;
+
+/* Busy (not blocked) when it is abandoned, then sends a payload, or
+ * selects with one in a send case: the call ends it, and the payload it
+ * carried goes with it. */
+static int sends_after_go(tr_actor *self)
+{
+    bool by_select = tr_actor_state(self) != NULL;
+    atomic_store(&stubborn_ref, tr_actor_ref(self));
+    while (!atomic_load(&go_on))
+        ;
+    tr_msg m = tr_msg_buf(5, malloc(16), 16, free_payload);
+    atomic_fetch_add(&payloads_made, 1);
+    if (by_select) {
+        tr_select_case c = {.op = TR_SELECT_SEND, .to = full_box, .msg = m};
+        tr_select(tr_actor_system(self), &c, 1, 0, TR_FOREVER);
+    } else {
+        tr_send(tr_actor_system(self), full_box, &m, TR_FOREVER);
+    }
+    atomic_fetch_add(&sends_returned, 1); /* never */
+    return 0;
+}
+
+static void test_an_abandoned_sender_loses_no_payload(void **state)
+{
+    (void)state;
+    for (int by_select = 0; by_select < 2; by_select++) {
+        tr_system *sys = logging_system();
+        atomic_store(&stubborn_ref, TR_REF_NONE);
+        atomic_store(&go_on, false);
+        atomic_store(&payloads_made, 0);
+        atomic_store(&payloads_freed, 0);
+        atomic_store(&sends_returned, 0);
+        tr_mailbox *full;
+        assert_int_equal(tr_mailbox_new(sys, 1, &full), 0);
+        full_box = tr_mailbox_ref(full);
+        assert_int_equal(test_send(sys, full_box, 1, 0, 0), 0); /* now full */
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = by_select ? &go_on : NULL;
+        assert_int_equal(tr_spawn_loop(sys, sends_after_go, &o, NULL), 0);
+        tr_ref refs[2] = {wait_for_ref(&stubborn_ref), TR_REF_NONE};
+        watch(sys, refs);
+        assert_int_equal(tr__abandon(sys, refs[0]), 0);
+        atomic_store(&go_on, true);
+        tr_msg down = test_recv(report_mb);
+        assert_int_equal((int64_t)down.b, TR_EKILLED);
+        assert_int_equal(atomic_load(&sends_returned), 0);
+        assert_int_equal(atomic_load(&payloads_made), 1);
+        assert_int_equal(atomic_load(&payloads_freed), 1);
+        tr_mailbox_free(full);
+        tr_mailbox_free(report_mb);
+        tr_system_free(sys);
+    }
+}
+
 /* ---- a supervisor parked in a shielded wait ------------------------------ */
 
 /* Ignores its cancel for 500 ms, spinning on tr_yield (which says
@@ -239,6 +308,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_child_that_ignores_its_cancel_ends_at_its_next_call),
         cmocka_unit_test(test_a_parked_shielded_supervisor_is_abandoned_without_resuming),
+        cmocka_unit_test(test_an_abandoned_sender_loses_no_payload),
     };
     return cmocka_run_group_tests_name("abandon", tests, NULL, NULL);
 }
