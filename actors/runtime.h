@@ -95,8 +95,10 @@ typedef struct tr__worker {
 
     /* Written by the owner, read by destroyers: the ref of an actor or
      * mailbox this worker touches without holding a borrow (a send, or
-     * run_turn letting its actor go idle).  See tr__hazard_wait. */
-    _Atomic tr_ref hazard;
+     * run_turn letting its actor go idle).  See tr__hazard_wait.  On a
+     * line of its own: every send exchanges it, and thieves keep reading
+     * `turns` while they look for work. */
+    _Atomic tr_ref hazard __attribute__((aligned(TR__CACHELINE)));
 
     /* Written by others. */
     _Atomic uint32_t wake_word __attribute__((aligned(TR__CACHELINE)));
@@ -465,8 +467,21 @@ typedef struct tr__hold {
     tr__worker *hazard_of;  /* the worker announcing it; NULL: borrowed */
 } tr__hold;
 
-/* The object behind `ref` (`w` is tr__worker_now()), or NULL if stale. */
-void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref ref, tr__hold *h);
+/* The object behind `ref` (`w` is tr__worker_now()), or NULL if stale.
+ * Inline: it is every send's first step. */
+static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref ref,
+                                 tr__hold *h)
+{
+    h->ref = ref;
+    h->hazard_of = w && w->sys == sys ? w : NULL;
+    if (!h->hazard_of)
+        return h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
+    atomic_store(&w->hazard, ref); /* seq_cst: before the peek */
+    h->obj = tr__slot_peek(&sys->slots, ref, &h->kind);
+    if (!h->obj)
+        atomic_store_explicit(&w->hazard, TR_REF_NONE, memory_order_release);
+    return h->obj;
+}
 
 /* Turn a hazard into a borrow (before parking); false if the target died
  * meanwhile, and then nothing is held. */

@@ -32,19 +32,6 @@ struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
     return tr__mailbox_of(*obj, *kind);
 }
 
-void *tr__hold_ref(tr_system *sys, tr__worker *w, tr_ref ref, tr__hold *h)
-{
-    h->ref = ref;
-    h->hazard_of = w && w->sys == sys ? w : NULL;
-    if (!h->hazard_of)
-        return h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
-    atomic_store(&w->hazard, ref); /* seq_cst: before the peek */
-    h->obj = tr__slot_peek(&sys->slots, ref, &h->kind);
-    if (!h->obj)
-        atomic_store_explicit(&w->hazard, TR_REF_NONE, memory_order_release);
-    return h->obj;
-}
-
 bool tr__hold_across_wait(tr_system *sys, tr__hold *h)
 {
     if (!h->hazard_of)
@@ -72,10 +59,6 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
      * inlined (runtime.h), and the fast path needs it twice. */
     tr__worker *w = tr__worker_now();
     tr_msg m = *msg;
-    if (wait && tr__abandoned(w ? w->current : NULL)) {
-        tr_msg_release(&m); /* ours: the caller will never run again */
-        tr__exit_abandoned(w->current);
-    }
     m.from = tr__sender_ref(sys, w);
     tr__hold hold;
     void *obj = tr__hold_ref(sys, w, to, &hold);
@@ -131,11 +114,14 @@ static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
     return rc;
 }
 
+/* An abandoned actor ends at a send that would wait, which then fails
+ * with TR_ECANCELED; a send that finds room just goes (it does not
+ * block).  The payload goes with it: its owner's code never runs again. */
 int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg, tr_deadline deadline)
 {
     int rc = send(sys, to, msg, deadline, true);
     if (rc == TR_ECANCELED && tr__abandoned(tr_current())) {
-        tr_msg m = *msg; /* not sent: ours to release, see send() */
+        tr_msg m = *msg;
         tr_msg_release(&m);
         tr__exit_abandoned(tr_current());
     }
