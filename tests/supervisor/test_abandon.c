@@ -303,12 +303,48 @@ static void test_a_parked_shielded_supervisor_is_abandoned_without_resuming(void
     tr_system_free(sys);
 }
 
+/*
+ * A child supervisor whose shutdown_ns is 0 is given as long as its own
+ * children take (OTP's infinity): here the grandchild's half second, and
+ * it ends cancelled, not abandoned, after its child.
+ */
+static void test_a_supervisor_child_with_no_shutdown_time_waits_for_its_tree(void **state)
+{
+    (void)state;
+    tr_system *sys = logging_system();
+    atomic_store(&grandchild_ref, TR_REF_NONE);
+    atomic_store(&grandchild_ended, false);
+    tr_child_spec spec = {.name = "patient", .start = start_patient_sup,
+                          .restart = TR_PERMANENT, .shutdown_ns = 0,
+                          .kind = TR_CHILD_SUPERVISOR};
+    tr_ref top;
+    assert_int_equal(tr_supervisor_start(sys, NULL, &spec, 1, &top), 0);
+    tr_ref grandchild = wait_for_ref(&grandchild_ref);
+    tr_child_info info;
+    size_t n = 0;
+    assert_int_equal(tr_supervisor_children(sys, top, &info, 1, &n,
+                                            tr_after_ms(TEST_DEADLINE_MS)), 0);
+    tr_ref refs[3] = {info.ref, grandchild, TR_REF_NONE};
+    watch(sys, refs);
+    int reason = 0;
+    assert_int_equal(tr_cancel_wait(sys, top, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
+    assert_true(atomic_load(&grandchild_ended)); /* the whole tree first */
+    tr_msg first = test_recv(report_mb), second = test_recv(report_mb);
+    assert_int_equal(first.a, grandchild);
+    assert_int_equal(second.a, info.ref);
+    assert_int_equal((int64_t)second.b, TR_ECANCELED);
+    assert_false(logged("abandoned"));
+    tr_mailbox_free(report_mb);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_child_that_ignores_its_cancel_ends_at_its_next_call),
         cmocka_unit_test(test_a_parked_shielded_supervisor_is_abandoned_without_resuming),
         cmocka_unit_test(test_an_abandoned_sender_loses_no_payload),
+        cmocka_unit_test(test_a_supervisor_child_with_no_shutdown_time_waits_for_its_tree),
     };
     return cmocka_run_group_tests_name("abandon", tests, NULL, NULL);
 }
