@@ -313,10 +313,11 @@ static void test_tr_exit_after_cleanups_that_block_on_several_workers(void **sta
     tr_system *sys = test_system(4);
     assert_int_equal(tr_mailbox_new(sys, N + 4, &ended_mb), 0);
     atomic_store(&yielded_cleanups, 0);
-    static tr_ref refs[N + 1];
-    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
-    o.state = refs;
+    static tr_ref rounds[3][N + 1]; /* one each: a reporter reads its own to the end */
     for (int round = 0; round < 3; round++) {
+        tr_ref *refs = rounds[round];
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = refs;
         for (int i = 0; i < N; i++)
             assert_int_equal(tr_spawn_loop(sys, exits_after_blocking_cleanup, NULL, &refs[i]), 0);
         refs[N] = TR_REF_NONE;
