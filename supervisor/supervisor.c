@@ -226,9 +226,37 @@ static void leave_behind(sup *s, size_t i)
 }
 
 /*
+ * While children are being stopped: wait until `until` for the next exit
+ * of a running child.  Requests are held for the main loop and other
+ * messages dealt with (other_exit).  Returns the child's place, its ref
+ * cleared and its reason in *reason, or -1 once the deadline has passed.
+ */
+static ssize_t next_child_exit(sup *s, tr_deadline until, int *reason)
+{
+    for (;;) {
+        tr_msg m;
+        if (tr_recv(&m, until))
+            return -1;
+        if (is_request(&m)) {
+            hold_request(s, &m);
+            continue;
+        }
+        ssize_t k = exited_child(s, &m);
+        if (k >= 0) {
+            *reason = tr__notice_reason(&m);
+            s->kids[k].ref = TR_REF_NONE;
+        } else {
+            other_exit(s, &m);
+        }
+        tr_msg_release(&m);
+        if (k >= 0)
+            return k;
+    }
+}
+
+/*
  * Stop child i: cancel it and wait up to its shutdown time for its exit.
- * Exits of other children that arrive meanwhile are marked on them (the
- * caller's `others` counts those that need handling afterwards).
+ * Exits of other children that arrive meanwhile are noted in reasons[].
  */
 static void stop_child(sup *s, size_t i, int *reasons)
 {
@@ -238,28 +266,15 @@ static void stop_child(sup *s, size_t i, int *reasons)
     /* Our own cancellation must not cut this wait short: the child would
      * outlive us.  tr_cancelled still tells, and the main loop ends. */
     bool shielded = tr__actor_shield(tr_current(), true);
-    tr_ref ref = c->ref;
-    tr_cancel(sys_of(), ref);
+    tr_cancel(sys_of(), c->ref);
     tr_deadline until = stop_deadline(c);
     for (;;) {
-        tr_msg m;
-        int rc = tr_recv(&m, until);
-        if (rc) { /* past its deadline: left behind */
+        int reason;
+        ssize_t k = next_child_exit(s, until, &reason);
+        if (k < 0) { /* past its deadline */
             leave_behind(s, i);
             break;
         }
-        if (is_request(&m)) {
-            hold_request(s, &m);
-            continue;
-        }
-        ssize_t k = exited_child(s, &m);
-        int reason = k >= 0 ? tr__notice_reason(&m) : 0;
-        if (k < 0)
-            other_exit(s, &m);
-        tr_msg_release(&m);
-        if (k < 0)
-            continue;
-        s->kids[k].ref = TR_REF_NONE;
         if ((size_t)k == i)
             break;
         reasons[k] = reason; /* another child ended meanwhile */
@@ -270,7 +285,7 @@ static void stop_child(sup *s, size_t i, int *reasons)
 
 /*
  * Cancel children hi, ..., lo, then wait for all their exits, until the
- * longest of their shutdown times; those left then are left behind.
+ * longest of their shutdown times; those left then are abandoned.
  */
 static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
 {
@@ -288,21 +303,10 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
             until = d;
     }
     while (left) {
-        tr_msg m;
-        if (tr_recv(&m, until))
+        int reason;
+        ssize_t k = next_child_exit(s, until, &reason);
+        if (k < 0)
             break;
-        if (is_request(&m)) {
-            hold_request(s, &m);
-            continue;
-        }
-        ssize_t k = exited_child(s, &m);
-        int reason = k >= 0 ? tr__notice_reason(&m) : 0;
-        if (k < 0)
-            other_exit(s, &m);
-        tr_msg_release(&m);
-        if (k < 0)
-            continue;
-        s->kids[k].ref = TR_REF_NONE;
         if ((size_t)k >= lo && (size_t)k <= hi)
             left--;
         else
