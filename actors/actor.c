@@ -279,13 +279,6 @@ int tr__abandon(tr_system *sys, tr_ref ref)
     return cancel(sys, ref, true);
 }
 
-void tr__exit_abandoned(struct tr_actor *a)
-{
-    (void)a; /* the calling actor: tr_exit finds it */
-    tr_exit(TR_EKILLED);
-    __builtin_unreachable();
-}
-
 bool tr_cancelled(void)
 {
     tr_actor *a = tr_current();

@@ -178,6 +178,5 @@ static int yield(void)
 
 int tr_yield(void)
 {
-    tr__abandon_point(tr_current());
     return tr__cancel_result(yield());
 }

@@ -164,7 +164,7 @@ struct tr_actor {
     tr__signals sig;
     atomic_bool cancelled;          /* set once by tr_cancel */
     atomic_bool shielded;           /* its own waits ignore the cancel */
-    atomic_bool abandoned;          /* ends at its next blocking call (tr__abandon) */
+    atomic_bool abandoned;          /* ends at its next wait (tr__abandon) */
     bool ending;                    /* its end has begun: cleanups run (own thread) */
     atomic_bool trap_exits;
     uint32_t select_next;           /* where its next tr_select starts looking */
@@ -263,39 +263,31 @@ static inline bool tr__actor_cancelled(struct tr_actor *a)
 /*
  * Abandon the actor behind `ref` (a supervisor's child that did not stop
  * within its shutdown time): it is cancelled, even through a shield, and
- * at its next blocking call, or now if it is parked in one, it ends with
- * TR_EKILLED instead of going on; its code after that call never runs,
- * its cleanup handlers do.  An actor that never blocks is not stopped.
- * 0 or TR_ENOACTOR.
+ * the next call of it that would wait, or the one it is parked in, ends
+ * it with TR_EKILLED instead of returning; its code after that call
+ * never runs, its cleanup handlers do.  An actor that never blocks is not
+ * stopped.  0 or TR_ENOACTOR.
  */
 int tr__abandon(struct tr_system *sys, tr_ref ref);
 
-/* End the abandoned actor `a` (the calling one) with TR_EKILLED. */
-void tr__exit_abandoned(struct tr_actor *a) __attribute__((noreturn));
-
-/* True if `a` (the calling actor, or NULL on a thread) is abandoned and
- * must end at this blocking call.  Not in its cleanup handlers: they run
- * to the end, and may send. */
+/*
+ * True if `a` (the calling actor, or NULL on a thread) is abandoned and
+ * must end at the blocking call that just said TR_ECANCELED: the call
+ * then ends it with tr_exit(TR_EKILLED) instead of returning to its code
+ * (tr__cancel_result; tr_send and tr_select first release the payloads
+ * they were to send).  Not in its cleanup handlers: they run to the end,
+ * and may send.
+ */
 static inline bool tr__abandoned(struct tr_actor *a)
 {
     return a && __builtin_expect(atomic_load_explicit(&a->abandoned, memory_order_relaxed), 0) &&
            !a->ending;
 }
 
-/* Where an abandoned actor ends: at the entry of every blocking call,
- * and on its way out with TR_ECANCELED (tr__cancel_result).  A call
- * that carries payloads to send releases them first: their owner's code
- * will never run again (tr_send, tr_select). */
-static inline void tr__abandon_point(struct tr_actor *a)
-{
-    if (tr__abandoned(a))
-        tr__exit_abandoned(a);
-}
-
 static inline int tr__cancel_result(int rc)
 {
-    if (__builtin_expect(rc == TR_ECANCELED, 0))
-        tr__abandon_point(tr_current());
+    if (__builtin_expect(rc == TR_ECANCELED, 0) && tr__abandoned(tr_current()))
+        tr_exit(TR_EKILLED);
     return rc;
 }
 
@@ -487,7 +479,13 @@ static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref re
  * meanwhile, and then nothing is held. */
 bool tr__hold_across_wait(struct tr_system *sys, tr__hold *h);
 
-void tr__hold_release(struct tr_system *sys, tr__hold *h);
+static inline void tr__hold_release(struct tr_system *sys, tr__hold *h)
+{
+    if (h->hazard_of) /* release: our last touch of the target is before it */
+        atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
+    else
+        tr__ref_put(sys, h->ref, h->obj, h->kind);
+}
 
 /* The ref that tr_send stamps as the sender on the calling thread; `w`
  * is tr__worker_now(), which the caller has at hand. */

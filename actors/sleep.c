@@ -49,6 +49,5 @@ static int sleep_until(tr_deadline until)
 
 int tr_sleep(tr_deadline until)
 {
-    tr__abandon_point(tr_current());
     return tr__cancel_result(sleep_until(until));
 }

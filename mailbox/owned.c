@@ -143,7 +143,6 @@ int tr_mailbox_recv(tr_mailbox *mb, tr_msg *out, tr_deadline deadline)
         return TR_EINVAL;
     if (!tr__mailbox_owned_here(mb))
         return TR_ECONTEXT;
-    tr__abandon_point(mb->owner);
     return tr__cancel_result(tr__recv(mb, out, deadline));
 }
 

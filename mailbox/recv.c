@@ -75,6 +75,5 @@ int tr_recv(tr_msg *out, tr_deadline deadline)
         return TR_ECONTEXT;
     if (!out)
         return TR_EINVAL;
-    tr__abandon_point(a);
     return tr__cancel_result(tr__recv(&a->mbox, out, deadline));
 }

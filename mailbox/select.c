@@ -196,16 +196,6 @@ static int prepare(selection *s, tr_actor *self, struct tr_mailbox **owner_mb)
     return 0;
 }
 
-/* An abandoned actor ends here; the payloads of its send cases, which
- * were not sent, go with it. */
-static void leave_abandoned(tr_actor *self, tr_select_case *cases, size_t ncases)
-{
-    for (size_t i = 0; i < ncases; i++)
-        if (cases[i].op == TR_SELECT_SEND)
-            tr_msg_release(&cases[i].msg);
-    tr__exit_abandoned(self);
-}
-
 static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
                         unsigned flags, tr_deadline deadline)
 {
@@ -214,8 +204,6 @@ static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
     tr_actor *self = tr_current();
     if (self && tr_actor_system(self) != sys)
         return TR_ECONTEXT;
-    if (tr__abandoned(self))
-        leave_abandoned(self, cases, ncases);
     selection s = {.sys = sys, .cases = cases, .n = ncases};
     struct tr_mailbox *owner_mb;
     int rc = prepare(&s, self, &owner_mb);
@@ -255,7 +243,13 @@ int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
               unsigned flags, tr_deadline deadline)
 {
     int rc = select_cases(sys, cases, ncases, flags, deadline);
-    if (rc == TR_ECANCELED && tr__abandoned(tr_current()))
-        leave_abandoned(tr_current(), cases, ncases);
+    if (rc == TR_ECANCELED && tr__abandoned(tr_current())) {
+        /* An abandoned actor ends here (runtime.h); the payloads of its
+         * send cases, not sent, go with it. */
+        for (size_t i = 0; i < ncases; i++)
+            if (cases[i].op == TR_SELECT_SEND)
+                tr_msg_release(&cases[i].msg);
+        tr_exit(TR_EKILLED);
+    }
     return rc;
 }

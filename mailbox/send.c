@@ -42,14 +42,6 @@ bool tr__hold_across_wait(tr_system *sys, tr__hold *h)
     return alive;
 }
 
-void tr__hold_release(tr_system *sys, tr__hold *h)
-{
-    if (h->hazard_of) /* release: our last touch of the target is before it */
-        atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
-    else
-        tr__ref_put(sys, h->ref, h->obj, h->kind);
-}
-
 static int send(tr_system *sys, tr_ref to, const tr_msg *msg,
                 tr_deadline deadline, bool wait)
 {
@@ -123,7 +115,7 @@ int tr_send(tr_system *sys, tr_ref to, const tr_msg *msg, tr_deadline deadline)
     if (rc == TR_ECANCELED && tr__abandoned(tr_current())) {
         tr_msg m = *msg;
         tr_msg_release(&m);
-        tr__exit_abandoned(tr_current());
+        tr_exit(TR_EKILLED);
     }
     return rc;
 }

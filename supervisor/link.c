@@ -38,11 +38,13 @@ static int add_link(struct tr_actor *a, tr_ref ref, uint32_t tag)
     return rc;
 }
 
-static void drop_link(struct tr_actor *a, tr_ref ref)
+uint32_t tr__link_drop(struct tr_actor *a, tr_ref ref)
 {
+    uint32_t tag = 0;
     tr__spin_lock(&a->sig_lock);
-    tr__refmap_del(&a->sig.links, ref, NULL);
+    tr__refmap_del(&a->sig.links, ref, &tag);
     tr__spin_unlock(&a->sig_lock);
+    return tag;
 }
 
 /* Borrow the actor behind `ref`; NULL if it is not a live actor. */
@@ -61,7 +63,7 @@ void tr__link_forget(tr_system *sys, tr_ref ref, tr_ref gone)
 {
     struct tr_actor *a = borrow_actor(sys, ref);
     if (a) {
-        drop_link(a, gone);
+        tr__link_drop(a, gone);
         tr__ref_put(sys, ref, a, TR__SLOT_ACTOR);
     }
 }
@@ -91,7 +93,7 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
         if (rc == TR_ENOACTOR && atomic_load(&self->trap_exits))
             rc = tr__signal_exit_now(sys, self->mbox.ref, other) ? 0 : TR_ENOMEM;
         if (rc)
-            drop_link(self, other);
+            tr__link_drop(self, other);
     }
     if (o)
         tr__ref_put(sys, other, o, TR__SLOT_ACTOR);
@@ -132,7 +134,7 @@ int tr_unlink(tr_ref other)
     tr_actor *self = tr_current();
     if (!self)
         return TR_ECONTEXT;
-    drop_link(self, other);
+    tr__link_drop(self, other);
     tr__link_forget(self->mbox.sys, other, self->mbox.ref);
     return 0;
 }

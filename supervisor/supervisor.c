@@ -220,7 +220,7 @@ static void leave_behind(sup *s, size_t i)
     tr__abandon(sys, ref);
     tr__log(sys,
             "troupe supervisor %#llx: child '%s' (ref %#llx) did not stop within %.1f ms; "
-            "abandoned: it ends with TR_EKILLED at its next blocking call",
+            "abandoned: it ends with TR_EKILLED at its next call that would wait",
             (unsigned long long)tr_self(), c->name, (unsigned long long)ref,
             (double)c->spec.shutdown_ns / 1e6);
 }

@@ -25,9 +25,9 @@
  * supervisor first stops its own, so a whole tree ends depth first).  A
  * child still running after its deadline is abandoned: it is unlinked
  * and forgotten, reported to the log hook (tr_config.log), and ends with
- * TR_EKILLED at its next blocking call, or at once if it is parked in
- * one (even one a shutdown of its own shields): its code after that call
- * never runs, its cleanup handlers do.  C cannot stop code that never
+ * TR_EKILLED at its next call that would wait, or at once if it is
+ * parked in one (even one a shutdown of its own shields): its code after
+ * that call never runs, its cleanup handlers do.  C cannot stop code that never
  * reaches a blocking call; the watchdog (tr_config.watchdog_ns) reports
  * it.  Then the supervisor ends with TR_ECANCELED.
  */
