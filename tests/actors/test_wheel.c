@@ -552,6 +552,16 @@ static uint32_t borrowers(tr_system *sys, tr_ref ref)
     return (uint32_t)(word & 0xFFFFFFFFull) >> 1;
 }
 
+/* An actor parked for good, to lend its ref to the test's own timers. */
+static struct tr_actor *parked_actor(tr_system *sys, tr_ref *ref)
+{
+    assert_int_equal(tr_spawn_loop(sys, wait_forever, NULL, ref), 0);
+    uint8_t kind;
+    struct tr_actor *a = tr__slot_peek(&sys->slots, *ref, &kind);
+    assert_non_null(a);
+    return a;
+}
+
 /*
  * A tr__timers of the test's own, borrowing a parked actor's ref.  The
  * token 1 is odd, never that of a park, so firing never wakes the actor:
@@ -563,10 +573,7 @@ static void test_timers_cancel_returns_the_borrow_and_recycles_the_entry(void **
     (void)state;
     tr_system *sys = test_system(1);
     tr_ref ref;
-    assert_int_equal(tr_spawn_loop(sys, wait_forever, NULL, &ref), 0);
-    uint8_t kind;
-    struct tr_actor *a = tr__slot_peek(&sys->slots, ref, &kind);
-    assert_non_null(a);
+    struct tr_actor *a = parked_actor(sys, &ref);
     const uint32_t base_borrows = borrowers(sys, ref);
 
     tr__timers t = {0};
@@ -666,10 +673,7 @@ static void test_timers_cancelled_from_another_thread_on_the_next_firing(void **
     (void)state;
     tr_system *sys = test_system(1);
     tr_ref ref;
-    assert_int_equal(tr_spawn_loop(sys, wait_forever, NULL, &ref), 0);
-    uint8_t kind;
-    struct tr_actor *a = tr__slot_peek(&sys->slots, ref, &kind);
-    assert_non_null(a);
+    struct tr_actor *a = parked_actor(sys, &ref);
     const uint32_t base_borrows = borrowers(sys, ref);
 
     tr__timers t = {0};
@@ -726,10 +730,7 @@ static void test_timers_add_returns_enomem_when_a_slab_cannot_grow(void **state)
     (void)state;
     tr_system *sys = test_system(1);
     tr_ref ref;
-    assert_int_equal(tr_spawn_loop(sys, wait_forever, NULL, &ref), 0);
-    uint8_t kind;
-    struct tr_actor *a = tr__slot_peek(&sys->slots, ref, &kind);
-    assert_non_null(a);
+    struct tr_actor *a = parked_actor(sys, &ref);
     const uint32_t base_borrows = borrowers(sys, ref);
     tr__timers t = {0};
     tr__timer *h;

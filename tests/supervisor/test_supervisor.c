@@ -257,6 +257,15 @@ static void test_restart_delays_back_off_within_their_bounds(void **state)
 
 /* ---- cancelling a three-level tree ----------------------------------------- */
 
+/* n permanent children alike, each with its place as argument. */
+static void same_specs(tr_child_spec *c, int n, const char *name, tr_child_start start,
+                       int64_t shutdown_ns)
+{
+    for (intptr_t i = 0; i < n; i++)
+        c[i] = (tr_child_spec){.name = name, .start = start, .arg = (void *)i,
+                               .restart = TR_PERMANENT, .shutdown_ns = shutdown_ns};
+}
+
 #define MIDS 4
 /* per mid: 10,000 in all (2,500 under the sanitizers: TSan runs out of
  * mappings with 10,000 parked stacks and their fibers) */
@@ -311,9 +320,7 @@ static int start_leaf_sup(tr_system *sys, void *arg, tr_ref *out)
 {
     (void)arg;
     static tr_child_spec leaves[LEAVES];
-    for (intptr_t i = 0; i < LEAVES; i++)
-        leaves[i] = (tr_child_spec){.name = "leaf", .start = start_leaf, .arg = (void *)i,
-                                    .restart = TR_PERMANENT, .shutdown_ns = 5000000000ll};
+    same_specs(leaves, LEAVES, "leaf", start_leaf, 5000000000ll);
     return tr_supervisor_start(sys, NULL, leaves, LEAVES, out);
 }
 
@@ -332,9 +339,7 @@ static int start_tree_top(tr_system *sys, void *arg, tr_ref *out)
 {
     (void)arg;
     tr_child_spec mids[MIDS];
-    for (int i = 0; i < MIDS; i++)
-        mids[i] = (tr_child_spec){.name = "mid", .start = start_leaf_sup,
-                                  .restart = TR_PERMANENT, .shutdown_ns = 10000000000ll};
+    same_specs(mids, MIDS, "mid", start_leaf_sup, 10000000000ll);
     return tr_supervisor_start(sys, NULL, mids, MIDS, out);
 }
 
@@ -473,9 +478,7 @@ static int start_chaos_mid(tr_system *sys, void *arg, tr_ref *out)
 {
     (void)arg;
     tr_child_spec c[CHAOS_WORKERS];
-    for (int i = 0; i < CHAOS_WORKERS; i++)
-        c[i] = (tr_child_spec){.name = "w", .start = start_chaos_worker,
-                               .restart = TR_PERMANENT, .shutdown_ns = 5000000000ll};
+    same_specs(c, CHAOS_WORKERS, "w", start_chaos_worker, 5000000000ll);
     tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
     o.intensity = 1000000; /* no escalation: every hit is one restart */
     return tr_supervisor_start(sys, &o, c, CHAOS_WORKERS, out);
@@ -501,9 +504,7 @@ static void test_random_failures_and_cancellations_add_up(void **state)
     tr_system *sys = test_system(0);
     tr_child_spec mids[CHAOS_MIDS];
     tr_ref mid_ref[CHAOS_MIDS];
-    for (int i = 0; i < CHAOS_MIDS; i++)
-        mids[i] = (tr_child_spec){.name = "mid", .start = start_chaos_mid,
-                                  .restart = TR_PERMANENT, .shutdown_ns = 10000000000ll};
+    same_specs(mids, CHAOS_MIDS, "mid", start_chaos_mid, 10000000000ll);
     tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
     o.intensity = 1000000;
     tr_ref top;
