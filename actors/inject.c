@@ -41,6 +41,11 @@ bool tr__inject_ready(tr__inject *q)
     return tail != &q->stub || atomic_load_explicit(&q->stub.next, memory_order_acquire);
 }
 
+tr__inject_node *tr__inject_newest(tr__inject *q)
+{
+    return atomic_load_explicit(&q->head, memory_order_acquire);
+}
+
 bool tr__inject_begin(tr__inject *q)
 {
     /* Acquire, paired with the release in tr__inject_end: one taker at a

@@ -50,6 +50,10 @@ bool tr__inject_nonempty(tr__inject *q);
  * to sleep. */
 bool tr__inject_ready(tr__inject *q);
 
+/* The node pushed last (the stub if the queue looks empty); for a taker
+ * marking how far the queue went when it looked. */
+tr__inject_node *tr__inject_newest(tr__inject *q);
+
 /* Begin taking; false if another thread is taking right now. */
 bool tr__inject_begin(tr__inject *q);
 

@@ -30,6 +30,7 @@
 #include "../mailbox/mailbox.h"
 #include "../supervisor/detail.h"
 #include "../supervisor/signal.h"
+#include "coalesce.h"
 #include "inject.h"
 #include "msg_timer.h"
 #include "pool.h"
@@ -125,8 +126,12 @@ struct tr_system {
     tr__slots slots;
     tr__stack_pool stacks __attribute__((aligned(TR__CACHELINE)));
     tr__pool pools[TR__POOLS];
-    /* Work from threads that are not workers, yields, run queue overflow. */
+    /* Yields and run queue overflow. */
     tr__inject global;
+    /* Actors made runnable by threads that are not workers, taken in
+     * drains paced by `coalesce` (each lays out its own lines). */
+    tr__inject outside;
+    tr__coalesce coalesce;
 
     /* Parked workers (a stack of ids): written as workers park and wake,
      * read at every send from outside (maybe_wake). */
@@ -134,6 +139,7 @@ struct tr_system {
     unsigned *idle;
     unsigned nidle_list;
     atomic_uint nidle;
+    atomic_uint nnapping;            /* workers sleeping through a gap */
     /* Written by every worker that looks for work, at each look. */
     atomic_uint nsearching __attribute__((aligned(TR__CACHELINE)));
 

@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,63 @@ static struct tr_actor *global_pop(tr__worker *w)
     return a;
 }
 
+/* Messages waiting for `a` and room for them, for the coalescing policy
+ * (it reads the ring's lines the turn is about to read anyway). */
+static void mailbox_fill(struct tr_actor *a, uint32_t *queued, uint32_t *room)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&a->mbox.rb, memory_order_acquire);
+    *queued = rb ? ck_ring_size(&rb->ring) : 0;
+    *room = a->mbox.ring_size - 1;
+}
+
+/*
+ * Take one actor made runnable from outside the system, unless a gap
+ * holds such work back (coalesce.h).  The clock is read only while a gap
+ * is set; drains are counted under the takers' try-lock.
+ */
+static struct tr_actor *outside_pop(tr__worker *w)
+{
+    tr_system *sys = w->sys;
+    tr__inject *q = &sys->outside;
+    tr__coalesce *c = &sys->coalesce;
+    int64_t until = tr__coalesce_gap_until(c);
+    if (!tr__inject_ready(q) || (until && tr_now() < until) || !tr__inject_begin(q))
+        return NULL;
+    tr__inject_node *n = tr__inject_take(q);
+    struct tr_actor *a = actor_of(n);
+    if (a) {
+        if (!tr__coalesce_draining(c)) {
+            /* The stub as newest means ours was the last node. */
+            tr__inject_node *newest = tr__inject_newest(q);
+            tr__coalesce_begin(c, newest == &q->stub ? n : newest);
+        }
+        uint32_t queued, room;
+        mailbox_fill(a, &queued, &room);
+        if (tr__coalesce_took(c, n, queued, room))
+            tr__coalesce_end(c, tr_now());
+    }
+    tr__inject_end(q);
+    return a;
+}
+
+/* Work any worker may take: yields and overflow, or outside work.  Each
+ * goes first on alternate ticks, so that neither starves the other (an
+ * actor yielding in a loop keeps the global queue from ever emptying). */
+static struct tr_actor *shared_pop(tr__worker *w)
+{
+    struct tr_actor *a;
+    if (w->tick & 1)
+        return (a = outside_pop(w)) ? a : global_pop(w);
+    return (a = global_pop(w)) ? a : outside_pop(w);
+}
+
+/* The end of a gap that holds outside work back now, or 0. */
+static int64_t outside_held_until(tr_system *sys, int64_t now)
+{
+    int64_t until = tr__coalesce_gap_until(&sys->coalesce);
+    return until > now && tr__inject_nonempty(&sys->outside) ? until : 0;
+}
+
 static struct tr_actor *runq_pop(tr__worker *w)
 {
     struct tr_actor *a;
@@ -194,7 +252,7 @@ static struct tr_actor *runq_pop(tr__worker *w)
 
 static bool work_visible(tr_system *sys)
 {
-    if (tr__inject_nonempty(&sys->global))
+    if (tr__inject_nonempty(&sys->global) || tr__inject_nonempty(&sys->outside))
         return true;
     for (unsigned i = 0; i < sys->nworkers; i++)
         if (ck_ring_size(&sys->workers[i].runq))
@@ -239,6 +297,20 @@ static void global_push_and_wake(tr_system *sys, struct tr_actor *a)
     maybe_wake(sys);
 }
 
+/*
+ * A worker sleeping through a gap (nap_worker) looks at this queue when
+ * it wakes, so a push then needs no wake-up.  The napper counts itself
+ * before it sleeps and uncounts itself before it looks, both seq_cst:
+ * a push that saw it counted is seen by its look.
+ */
+static void outside_push_and_wake(tr_system *sys, struct tr_actor *a)
+{
+    tr__inject_push(&sys->outside, &a->ready_link);
+    tr__fence_after_rmw();
+    if (!atomic_load_explicit(&sys->nnapping, memory_order_relaxed))
+        maybe_wake(sys);
+}
+
 void tr__schedule_global(tr_system *sys, struct tr_actor *a)
 {
     global_push_and_wake(sys, a);
@@ -247,16 +319,18 @@ void tr__schedule_global(tr_system *sys, struct tr_actor *a)
 static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
 {
     tr__worker *w = tr__worker_now();
-    if (w && w->sys == sys) {
-        bool was_empty = ck_ring_size(&w->runq) == 0;
-        TR_TSAN_RELEASE(&w->runq);
-        if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
-            if (wake || !was_empty) {
-                tr__fence();
-                maybe_wake(sys);
-            }
-            return;
+    if (!w || w->sys != sys) {
+        outside_push_and_wake(sys, a);
+        return;
+    }
+    bool was_empty = ck_ring_size(&w->runq) == 0;
+    TR_TSAN_RELEASE(&w->runq);
+    if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
+        if (wake || !was_empty) {
+            tr__fence();
+            maybe_wake(sys);
         }
+        return;
     }
     global_push_and_wake(sys, a);
 }
@@ -316,7 +390,7 @@ static struct tr_actor *steal_once(tr__worker *w, unsigned start, int64_t now)
             return got;
         }
     }
-    return global_pop(w);
+    return shared_pop(w);
 }
 
 static struct tr_actor *steal(tr__worker *w)
@@ -345,6 +419,8 @@ static struct tr_actor *steal(tr__worker *w)
             until = now + SPIN_NS;
         else if (now >= until)
             break;
+        if (!a && outside_held_until(sys, now))
+            break; /* sleep through the gap instead (nap_worker) */
     }
     atomic_fetch_sub(&sys->nsearching, 1);
     /* We found work and may have left more behind: let another look. */
@@ -367,9 +443,46 @@ static void unlist_idle(tr__worker *w)
     tr__spin_unlock(&sys->idle_lock);
 }
 
+/* Sleep until `until` or a timer, whichever is first; kicks end it. */
+static void sleep_worker(tr__worker *w, tr_deadline until)
+{
+    tr_deadline timer = tr__timers_next(&w->timers);
+    if (timer < until)
+        until = timer;
+    until = tr__msg_timers_sleep(&w->msg_timers, until);
+    tr__futex_wait(&w->wake_word, 0, until);
+    tr__msg_timers_woke(&w->msg_timers);
+}
+
+/*
+ * Sleep through a gap that holds outside work back.  A napper is not on
+ * the idle list: work pushed meanwhile by workers waits for the nap's end
+ * (at most tr_config.coalesce_ns) unless a busy or parked worker takes
+ * it.  It leaves the CPU to the threads that feed the system, which is
+ * the point: spinning through a gap halved the feeding thread's share on
+ * a machine with as many workers as cores.
+ */
+static void nap_worker(tr__worker *w, int64_t until)
+{
+    tr_system *sys = w->sys;
+    atomic_store(&w->wake_word, 0);
+    atomic_fetch_add(&sys->nnapping, 1);
+    if (!atomic_load(&sys->stopping))
+        sleep_worker(w, until);
+    atomic_fetch_sub(&sys->nnapping, 1);
+}
+
 static void park_worker(tr__worker *w)
 {
     tr_system *sys = w->sys;
+    /* A gap that has just run out counts too: the nap is then over at
+     * once, and the next look takes the work.  Parking instead left the
+     * take to whoever else was napping, and this worker asleep. */
+    int64_t gap = tr__coalesce_gap_until(&sys->coalesce);
+    if (gap && tr__inject_nonempty(&sys->outside)) {
+        nap_worker(w, gap);
+        return;
+    }
 
     tr__slot_flush(&sys->slots, &w->slot_cache); /* others may need them */
     atomic_store(&w->wake_word, 0);
@@ -378,11 +491,8 @@ static void park_worker(tr__worker *w)
     atomic_fetch_add(&sys->nidle, 1);
     tr__fence_after_rmw(); /* pairs with the waker's fence (maybe_wake) */
     tr__spin_unlock(&sys->idle_lock);
-    if (!work_visible(sys) && !atomic_load(&sys->stopping)) {
-        tr_deadline until = tr__msg_timers_sleep(&w->msg_timers, tr__timers_next(&w->timers));
-        tr__futex_wait(&w->wake_word, 0, until);
-        tr__msg_timers_woke(&w->msg_timers);
-    }
+    if (!work_visible(sys) && !atomic_load(&sys->stopping))
+        sleep_worker(w, TR_FOREVER);
     unlist_idle(w);
 }
 
@@ -402,11 +512,11 @@ static struct tr_actor *next_actor(tr__worker *w)
         atomic_store_explicit(&w->turns, ++w->tick, memory_order_relaxed);
         atomic_store_explicit(&w->running, TR_REF_NONE, memory_order_relaxed);
         if (w->tick % GLOBAL_CHECK_INTERVAL == 0)
-            a = global_pop(w);
+            a = shared_pop(w);
         if (!a)
             a = runq_pop(w);
         if (!a)
-            a = global_pop(w);
+            a = shared_pop(w);
         if (!a)
             a = steal(w);
         if (a)
@@ -451,6 +561,7 @@ void *tr__worker_main(void *arg)
     tr_system *sys = w->sys;
 
     tls_worker = w;
+    prctl(PR_SET_TIMERSLACK, 1000UL);
     native_bounds(&w->native);
     tr__stack *first = tr__worker_fresh_stack(w);
     if (first) {

@@ -10,12 +10,14 @@
 
 #define MAX_WORKERS 1024
 #define MIN_STACK (64 * 1024) /* see tr__stack_new: guard + a few pages */
+#define MAX_COALESCE_NS 10000000 /* a gap is a delay: keep it short */
 
 static int check_config(const tr_config *c)
 {
     if (!c->mailbox_capacity || c->mailbox_capacity >= (1u << 30) || !c->batch ||
         c->stack_size < MIN_STACK || !c->max_actors || c->max_actors > (1u << 31) ||
-        c->workers > MAX_WORKERS || c->watchdog_ns < 0)
+        c->workers > MAX_WORKERS || c->watchdog_ns < 0 || c->coalesce_ns < 0 ||
+        c->coalesce_ns > MAX_COALESCE_NS)
         return TR_EINVAL;
     return 0;
 }
@@ -62,6 +64,8 @@ int tr_system_new(const tr_config *config, tr_system **out)
     sys->cfg = cfg;
     sys->nworkers = (unsigned)n;
     tr__inject_init(&sys->global);
+    tr__inject_init(&sys->outside);
+    tr__coalesce_init(&sys->coalesce, cfg.coalesce_ns);
     atomic_init(&sys->next_monitor, 1);
     tr__stack_pool_init(&sys->stacks, cfg.stack_size, cfg.stack_guard);
     tr__pool_init(&sys->pools[TR__POOL_ACTOR], sizeof(struct tr_actor));
@@ -178,6 +182,7 @@ static void destroy_actors(tr_system *sys)
     tr__slots_each(&sys->slots, destroy_actor_mailbox, NULL);
     tr__slots_each(&sys->slots, destroy_actor, NULL);
     tr__inject_init(&sys->global);
+    tr__inject_init(&sys->outside);
 }
 
 int tr_system_shutdown(tr_system *sys, tr_deadline deadline)

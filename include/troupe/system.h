@@ -42,6 +42,13 @@ typedef struct tr_config {
     int64_t watchdog_ns;
     tr_log_fn log;
     void *log_arg;
+    /* Longest gap (ns) between drains of the work that threads outside
+     * the system hand in, while they stream messages to many actors: an
+     * actor then gathers several messages per turn, and the feeding
+     * thread runs about four times faster (docs/scheduler.md).  Sporadic
+     * sends and request/response traffic are never held back.  0: no
+     * gaps; at most 10 ms. */
+    int64_t coalesce_ns;
 } tr_config;
 
 #define TR_CONFIG_INIT                                                        \
@@ -50,7 +57,8 @@ typedef struct tr_config {
                  .stack_size = 256 * 1024,                                    \
                  .stack_guard = 1,                                            \
                  .max_actors = 1u << 22,                                      \
-                 .batch = 64})
+                 .batch = 64,                                                 \
+                 .coalesce_ns = 100000})
 
 /*
  * tr_system_new - create a system and start its workers.
@@ -58,7 +66,8 @@ typedef struct tr_config {
  * system (free it with tr_system_free).  Call from any thread that is not
  * a troupe worker.
  * Returns 0, TR_EINVAL (a zero capacity or batch, a stack under 64 KiB,
- * max_actors beyond 2^31, or a negative watchdog_ns), TR_ENOMEM, or
+ * max_actors beyond 2^31, a negative watchdog_ns, or a coalesce_ns
+ * outside 0..10 ms), TR_ENOMEM, or
  * TR_ESYS (a thread could not be started).
  */
 TR_API int tr_system_new(const tr_config *config, tr_system **out);
