@@ -44,7 +44,10 @@ static int64_t shorter(int64_t gap)
 static int64_t next_gap(tr__coalesce *c, int64_t now)
 {
     if (!c->gap_ns) {
-        bool stream = c->actors >= COALESCE_MIN_ACTORS && now >= c->retry_after;
+        /* Many actors, each with a message: spawns and wake-ups that
+         * carry none are no stream to gather. */
+        bool stream = c->actors >= COALESCE_MIN_ACTORS && c->queued >= c->actors &&
+                      now >= c->retry_after;
         c->strikes = 0;
         return stream ? COALESCE_FIRST_NS : 0;
     }

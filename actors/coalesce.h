@@ -15,9 +15,10 @@
  * its first take); actors pushed during it wait for the next one, which
  * is how a drain ends while the feeder keeps pushing.  After each drain
  * the policy below sets the next gap from what the drain found:
- *   - no gap yet: with COALESCE_MIN_ACTORS actors or more, try one of
- *     COALESCE_FIRST_NS; with fewer, none, so that sporadic traffic from
- *     outside is never held back;
+ *   - no gap yet: with COALESCE_MIN_ACTORS actors or more, holding a
+ *     message each on average, try one of COALESCE_FIRST_NS; otherwise
+ *     none, so that sporadic traffic from outside, and spawns, are never
+ *     held back;
  *   - a full mailbox among them: halve the gap (the feeder waited on it);
  *   - thin drains, few actors or under 1.5 messages each, COALESCE_STRIKES
  *     times in a row: the gap gains nothing (request and response: each

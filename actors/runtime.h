@@ -31,6 +31,7 @@
 #include "../supervisor/detail.h"
 #include "../supervisor/signal.h"
 #include "coalesce.h"
+#include "hazard.h"
 #include "inject.h"
 #include "msg_timer.h"
 #include "pool.h"
@@ -142,6 +143,12 @@ struct tr_system {
     atomic_uint nnapping;            /* workers sleeping through a gap */
     /* Written by every worker that looks for work, at each look. */
     atomic_uint nsearching __attribute__((aligned(TR__CACHELINE)));
+
+    /* Hazard words of threads that are not workers (hazard.h), each on
+     * a line of its own; `nforeign` is how many were handed out. */
+    tr__hazard_slot foreign[TR__FOREIGN_HAZARDS];
+    atomic_uint nforeign;
+    uint64_t serial;                 /* tells systems at one address apart */
 
     /* Written now and then. */
     atomic_uint workers_running __attribute__((aligned(TR__CACHELINE)));
@@ -318,9 +325,6 @@ void tr__actor_timeout(struct tr_actor *a, uint32_t token);
 /* Claim a park (token must match); true if the caller now must wake it. */
 bool tr__actor_claim(struct tr_actor *a, uint32_t token);
 
-/* Wait until no worker announces `ref` as its hazard (destroyers only,
- * after the slot is dead: no new announcement can then succeed). */
-void tr__hazard_wait(struct tr_system *sys, tr_ref ref);
 
 /* Register a cleanup handler on `a` (its own code, or its spawner before
  * it is published).  0 or TR_ENOMEM. */
@@ -451,18 +455,20 @@ struct tr_mailbox *tr__mailbox_borrow(struct tr_system *sys, tr_ref ref,
 void tr__ref_put(struct tr_system *sys, tr_ref ref, void *obj, uint8_t kind);
 
 /*
- * A short hold on the object behind a ref, for a send.  A worker of the
- * system announces the ref as its hazard and peeks at the slot: two
- * stores to its own cache line, where a borrow is two read-modify-writes
- * on the target's slot, a line that every sender to that actor fights
- * over.  Other threads borrow.  A hazard lasts only while the worker runs
- * the caller, which must not park or take another hold meanwhile.
+ * A short hold on the object behind a ref, for a send.  The thread
+ * announces the ref in a hazard word of its own and peeks at the slot:
+ * two stores to its own cache line, where a borrow is two read-modify-
+ * writes on the target's slot, a line that every sender to that actor
+ * fights over.  A worker uses its `hazard`, another thread its word in
+ * the system (hazard.h), or borrows if it has none.  A hazard lasts only
+ * while the caller runs on, which must not park or take another hold
+ * meanwhile.
  */
 typedef struct tr__hold {
     tr_ref ref;
     void *obj;
     uint8_t kind;
-    tr__worker *hazard_of;  /* the worker announcing it; NULL: borrowed */
+    _Atomic tr_ref *hazard; /* the word announcing it; NULL: borrowed */
 } tr__hold;
 
 /* The object behind `ref` (`w` is tr__worker_now()), or NULL if stale.
@@ -471,13 +477,13 @@ static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref re
                                  tr__hold *h)
 {
     h->ref = ref;
-    h->hazard_of = w && w->sys == sys ? w : NULL;
-    if (!h->hazard_of)
+    h->hazard = w && w->sys == sys ? &w->hazard : !w ? tr__foreign_hazard(sys) : NULL;
+    if (!h->hazard)
         return h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
-    atomic_store(&w->hazard, ref); /* seq_cst: before the peek */
+    atomic_store(h->hazard, ref); /* seq_cst: before the peek */
     h->obj = tr__slot_peek(&sys->slots, ref, &h->kind);
     if (!h->obj)
-        atomic_store_explicit(&w->hazard, TR_REF_NONE, memory_order_release);
+        atomic_store_explicit(h->hazard, TR_REF_NONE, memory_order_release);
     return h->obj;
 }
 
@@ -487,8 +493,8 @@ bool tr__hold_across_wait(struct tr_system *sys, tr__hold *h);
 
 static inline void tr__hold_release(struct tr_system *sys, tr__hold *h)
 {
-    if (h->hazard_of) /* release: our last touch of the target is before it */
-        atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
+    if (h->hazard) /* release: our last touch of the target is before it */
+        atomic_store_explicit(h->hazard, TR_REF_NONE, memory_order_release);
     else
         tr__ref_put(sys, h->ref, h->obj, h->kind);
 }

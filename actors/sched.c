@@ -580,16 +580,6 @@ void *tr__worker_main(void *arg)
     return NULL;
 }
 
-void tr__hazard_wait(tr_system *sys, tr_ref ref)
-{
-    /* seq_cst loads: they pair with the announcing store in a send (see
-     * hold_ref in send.c); the holder is never parked, only busy for a
-     * few instructions, or preempted. */
-    for (unsigned i = 0; i < sys->nworkers; i++)
-        while (atomic_load(&sys->workers[i].hazard) == ref)
-            sched_yield();
-}
-
 void tr__worker_kick(tr__worker *w)
 {
     atomic_store(&w->wake_word, 1);

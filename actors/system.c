@@ -12,6 +12,10 @@
 #define MIN_STACK (64 * 1024) /* see tr__stack_new: guard + a few pages */
 #define MAX_COALESCE_NS 10000000 /* a gap is a delay: keep it short */
 
+/* Serial numbers of systems, so that a thread's cached hazard slot
+ * (hazard.c) is never taken for one of a later system at its address. */
+static _Atomic uint64_t next_serial = 1;
+
 static int check_config(const tr_config *c)
 {
     if (!c->mailbox_capacity || c->mailbox_capacity >= (1u << 30) || !c->batch ||
@@ -63,6 +67,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
     memset(sys, 0, sizeof *sys);
     sys->cfg = cfg;
     sys->nworkers = (unsigned)n;
+    sys->serial = atomic_fetch_add(&next_serial, 1);
     tr__inject_init(&sys->global);
     tr__inject_init(&sys->outside);
     tr__coalesce_init(&sys->coalesce, cfg.coalesce_ns);

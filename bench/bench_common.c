@@ -89,6 +89,14 @@ tr_system *bench_system(void)
             bench_fail("WORKERS=%s: want a count from 0 to 1024", w);
         cfg.workers = (unsigned)v;
     }
+    const char *c = getenv("COALESCE_NS");
+    if (c && *c) {
+        char *end;
+        long long v = strtoll(c, &end, 10);
+        if (*end || v < 0)
+            bench_fail("COALESCE_NS=%s: want a count of nanoseconds", c);
+        cfg.coalesce_ns = v; /* tr_system_new refuses what is too long */
+    }
     tr_system *sys = NULL;
     bench_check(tr_system_new(&cfg, &sys), "tr_system_new");
     bench_deadline(); /* the hang timeout counts from here */

@@ -34,11 +34,11 @@ struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
 
 bool tr__hold_across_wait(tr_system *sys, tr__hold *h)
 {
-    if (!h->hazard_of)
+    if (!h->hazard)
         return true;
     bool alive = tr__slot_get(&sys->slots, h->ref, NULL) != NULL;
-    atomic_store_explicit(&h->hazard_of->hazard, TR_REF_NONE, memory_order_release);
-    h->hazard_of = NULL;
+    atomic_store_explicit(h->hazard, TR_REF_NONE, memory_order_release);
+    h->hazard = NULL;
     return alive;
 }
 

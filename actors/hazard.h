@@ -1,0 +1,42 @@
+/*
+ * hazard.h - hazard slots for threads that are not workers.
+ *
+ * Overview: a send holds its target for a few instructions.  A worker
+ * announces the target's ref in its own `hazard` word; any other thread
+ * used to borrow through the ref count in the target's slot, two
+ * read-modify-writes per send (a quarter of a feeding thread's time).
+ * Now the first TR__FOREIGN_HAZARDS threads that use a system get a
+ * hazard word of their own in it, on first use, for as long as the
+ * system lives; later ones borrow as before.  Destroyers wait while any
+ * hazard word, a worker's or a thread's, names the ref they destroy.
+ *
+ * Implementation notes: a thread keeps its slot's index in thread-local
+ * storage, with the system's address and serial number, so that a
+ * system freed and another made at the same address is not mistaken for
+ * the old one.  Slots are never given back: a thread that ends leaves
+ * its slot empty (TR_REF_NONE), and destroyers read it for nothing.
+ */
+#ifndef TR_HAZARD_H
+#define TR_HAZARD_H
+
+#include <stdatomic.h>
+
+#include "troupe/msg.h"
+
+#define TR__FOREIGN_HAZARDS 64
+
+typedef struct tr__hazard_slot {
+    _Atomic tr_ref ref;
+} __attribute__((aligned(64))) tr__hazard_slot;
+
+struct tr_system;
+
+/* The calling thread's hazard word in `sys` (not a worker of it), or
+ * NULL if all are taken. */
+_Atomic tr_ref *tr__foreign_hazard(struct tr_system *sys);
+
+/* Wait until no thread announces `ref` as its hazard (its destroyer,
+ * after tr__slot_kill). */
+void tr__hazard_wait(struct tr_system *sys, tr_ref ref);
+
+#endif
