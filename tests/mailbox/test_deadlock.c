@@ -8,11 +8,15 @@
 static tr_ref ring[MAXRING];
 static int ring_len;
 static tr_mailbox *done_mb;
+static atomic_int ready;
 
-/* Waits for go, then sends two messages to the next actor in the ring,
- * whose mailbox holds one and which never takes any while it sends: the
- * second send must wait, and with every actor waiting that is a cycle.
- * After its own sends it drains its mailbox, so others can go on. */
+/* Waits for go, and for every other actor to have had its go, then sends
+ * two messages to the next actor in the ring, whose mailbox holds one and
+ * which never takes any while it sends: the second send must wait, and
+ * with every actor waiting that is a cycle.  (Without the wait for the
+ * others, one actor could be through with its sends before the next had
+ * its go, and there was no cycle: 1 run in 10.)  After its own sends it
+ * drains its mailbox, so others can go on. */
 static int sender(tr_actor *self)
 {
     uintptr_t me = (uintptr_t)tr_actor_state(self);
@@ -20,6 +24,9 @@ static int sender(tr_actor *self)
     tr_msg m;
     if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)))
         return -1;
+    atomic_fetch_add(&ready, 1);
+    while (atomic_load(&ready) < ring_len)
+        tr_yield();
     tr_ref next = ring[(me + 1) % (uintptr_t)ring_len];
     int rc[2];
     for (int i = 0; i < 2; i++) {
@@ -38,6 +45,7 @@ static void run_cycle(int len)
     tr_system *sys = test_system(2);
     assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
     ring_len = len;
+    atomic_store(&ready, 0);
     for (uintptr_t i = 0; i < (uintptr_t)len; i++) {
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = 1;
