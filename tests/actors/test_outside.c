@@ -1,0 +1,308 @@
+/*
+ * test_outside.c - work handed in by threads that are not workers: the
+ * policy that paces it (actors/coalesce.h), the queue it goes through,
+ * and the hazard words that hold a send's target (actors/hazard.h).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "support.h"
+#include "runtime.h"
+
+/* ---- the policy, on its own -------------------------------------------- */
+
+enum { ROOM = 63 };
+
+/* One drain of `actors` actors holding `queued` messages each, ending at
+ * `now`; the gap it leaves behind. */
+static int64_t drain(tr__coalesce *c, uint32_t actors, uint32_t queued, int64_t now)
+{
+    static char nodes[256];
+    assert_true(actors >= 1 && actors <= sizeof nodes);
+    assert_false(tr__coalesce_draining(c));
+    tr__coalesce_begin(c, &nodes[actors - 1]);
+    assert_int_equal(tr__coalesce_gap_until(c), 0);
+    for (uint32_t i = 0; i < actors; i++) {
+        assert_true(tr__coalesce_draining(c));
+        bool last = tr__coalesce_took(c, &nodes[i], queued, ROOM);
+        assert_true(last == (i == actors - 1));
+    }
+    tr__coalesce_end(c, now);
+    assert_false(tr__coalesce_draining(c));
+    int64_t until = tr__coalesce_gap_until(c);
+    assert_true(until == 0 || until > now);
+    return until ? until - now : 0;
+}
+
+static void test_sporadic_drains_and_spawns_never_leave_a_gap(void **state)
+{
+    (void)state;
+    tr__coalesce c;
+    tr__coalesce_init(&c, 100000);
+    int64_t now = 1000000;
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(drain(&c, COALESCE_MIN_ACTORS - 1, 5, now), 0);
+        /* Many actors without messages: spawned or woken, no stream. */
+        assert_int_equal(drain(&c, 64, 0, now), 0);
+        now += 1000;
+    }
+}
+
+static void test_a_stream_grows_the_gap_and_full_mailboxes_shrink_it(void **state)
+{
+    (void)state;
+    tr__coalesce c;
+    tr__coalesce_init(&c, 100000);
+    int64_t now = 1000000;
+    /* One message each: a stream the workers keep up with; try a gap. */
+    assert_int_equal(drain(&c, 64, 1, now), COALESCE_FIRST_NS);
+    /* Under a quarter full: double; under a half: a quarter more. */
+    assert_int_equal(drain(&c, 64, 10, now += 30000), 2 * COALESCE_FIRST_NS);
+    assert_int_equal(drain(&c, 64, 15, now += 50000), 4 * COALESCE_FIRST_NS);
+    assert_int_equal(drain(&c, 64, 20, now += 90000), 5 * COALESCE_FIRST_NS);
+    /* Capped by tr_config.coalesce_ns. */
+    assert_int_equal(drain(&c, 64, 20, now += 110000), 100000);
+    /* Between a half and three quarters: keep it. */
+    assert_int_equal(drain(&c, 64, 40, now += 110000), 100000);
+    /* Past three quarters: halve it. */
+    assert_int_equal(drain(&c, 64, 50, now += 110000), 50000);
+    /* Full mailboxes halve it too, down to the first gap. */
+    assert_int_equal(drain(&c, 64, ROOM, now += 60000), 25000);
+    assert_int_equal(drain(&c, 64, ROOM, now += 30000), COALESCE_FIRST_NS);
+    assert_int_equal(drain(&c, 64, ROOM, now += 30000), COALESCE_FIRST_NS);
+}
+
+static void test_thin_drains_stop_the_gaps_until_the_retry_time(void **state)
+{
+    (void)state;
+    tr__coalesce c;
+    tr__coalesce_init(&c, 100000);
+    int64_t now = 1000000;
+    /* Sixteen threads asking sixteen actors and waiting for the answers:
+     * each actor has one message, however long it waits. */
+    assert_int_equal(drain(&c, 16, 1, now), COALESCE_FIRST_NS);
+    for (int i = 1; i < COALESCE_STRIKES; i++)
+        assert_int_equal(drain(&c, 16, 1, now += 25000), COALESCE_FIRST_NS);
+    assert_int_equal(drain(&c, 16, 1, now += 25000), 0);
+    int64_t stopped = now;
+    /* Not even a fat drain tries again before the retry time. */
+    assert_int_equal(drain(&c, 64, 30, now += 1000), 0);
+    assert_int_equal(drain(&c, 64, 1, stopped + COALESCE_RETRY_NS - 1), 0);
+    assert_int_equal(drain(&c, 64, 1, stopped + COALESCE_RETRY_NS), COALESCE_FIRST_NS);
+    /* A good drain clears the strikes: hiccups do not add up. */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 1; i < COALESCE_STRIKES; i++)
+            assert_true(drain(&c, 4, 1, now += 25000) > 0);
+        assert_true(drain(&c, 64, 5, now += 25000) > 0);
+    }
+}
+
+static void test_no_gaps_when_coalescing_is_off(void **state)
+{
+    (void)state;
+    tr__coalesce c;
+    tr__coalesce_init(&c, 0);
+    int64_t now = 1000000;
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(drain(&c, 64, (uint32_t)i, now += 1000), 0);
+    tr__coalesce_init(&c, 5000); /* under the first gap: capped */
+    assert_int_equal(drain(&c, 64, 1, now), 5000);
+    assert_int_equal(drain(&c, 64, 5, now += 10000), 5000);
+}
+
+/* ---- the outside queue, through a system ------------------------------- */
+
+enum { STREAM_ACTORS = 64 };
+
+typedef struct stream_member {
+    uint64_t next, sum;
+    atomic_int out_of_order;
+} stream_member;
+
+static int stream_member_handler(tr_actor *self, tr_msg *m)
+{
+    stream_member *s = tr_actor_state(self);
+    if (m->a != s->next)
+        atomic_fetch_add(&s->out_of_order, 1);
+    s->next = m->a + 1;
+    s->sum += m->a;
+    if (m->tag == 2)
+        return test_send(tr_actor_system(self), m->from, 3, s->next, s->sum);
+    return 0;
+}
+
+static void test_a_stream_from_a_thread_arrives_whole_and_is_coalesced(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, STREAM_ACTORS, &mb), 0);
+    static stream_member members[STREAM_ACTORS];
+    tr_ref refs[STREAM_ACTORS];
+    for (int i = 0; i < STREAM_ACTORS; i++) {
+        members[i] = (stream_member){0};
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = &members[i];
+        assert_int_equal(tr_spawn(sys, stream_member_handler, &o, &refs[i]), 0);
+    }
+    const uint64_t per = 20000 / TEST_SCALE;
+    bool coalesced = false;
+    for (uint64_t k = 0; k < per; k++) {
+        for (int i = 0; i < STREAM_ACTORS; i++) {
+            tr_msg m = tr_msg_words(k + 1 == per ? 2 : 1, k, 0);
+            assert_int_equal(tr_send(sys, refs[i], &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        }
+        coalesced |= tr__coalesce_gap_until(&sys->coalesce) != 0;
+    }
+    for (int i = 0; i < STREAM_ACTORS; i++) {
+        tr_msg r;
+        assert_int_equal(tr_mailbox_recv(mb, &r, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        assert_int_equal(r.tag, 3);
+        assert_int_equal(r.a, per);
+        assert_int_equal(r.b, per * (per - 1) / 2);
+    }
+    for (int i = 0; i < STREAM_ACTORS; i++)
+        assert_int_equal(atomic_load(&members[i].out_of_order), 0);
+#if TEST_SCALE == 1
+    /* Sanitizer builds send too slowly for a gap to gather anything. */
+    assert_true(coalesced);
+#else
+    (void)coalesced;
+#endif
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
+/* One worker kept busy by an actor that yields in a loop: the global
+ * queue never empties, and work from outside must still get its turn. */
+static atomic_int spin_stop;
+
+static int yield_forever(tr_actor *self)
+{
+    (void)self;
+    while (!atomic_load(&spin_stop))
+        tr_yield();
+    return 0;
+}
+
+static int echo(tr_actor *self, tr_msg *m)
+{
+    return test_send(tr_actor_system(self), m->from, m->tag, m->a + 1, 0);
+}
+
+static void test_a_yield_loop_does_not_starve_work_from_outside(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    atomic_store(&spin_stop, 0);
+    tr_ref spinner, echoer;
+    assert_int_equal(tr_spawn_loop(sys, yield_forever, NULL, &spinner), 0);
+    assert_int_equal(tr_spawn(sys, echo, NULL, &echoer), 0);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, 4, &mb), 0);
+    for (uint64_t i = 0; i < 200; i++) {
+        tr_msg m = tr_msg_words(5, i, 0);
+        assert_int_equal(tr_send(sys, echoer, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        tr_msg r = test_recv(mb);
+        assert_int_equal(r.tag, 5);
+        assert_int_equal(r.a, i + 1);
+    }
+    atomic_store(&spin_stop, 1);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
+/* ---- hazard words of threads ------------------------------------------- */
+
+enum { CHURN_TARGETS = 16, CHURN_THREADS = TR__FOREIGN_HAZARDS + 16 };
+
+static tr_system *churn_sys;
+static _Atomic tr_ref churn_refs[CHURN_TARGETS];
+static atomic_long churn_sent, churn_gone, churn_bad;
+
+static int exit_on_tag_9(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    return m->tag == 9 ? TR_STOP : 0;
+}
+
+/* Send to targets that keep ending and being replaced: every send either
+ * lands or finds its target gone, and none touches a freed actor (ASan). */
+static void *churn_sender(void *arg)
+{
+    test_rng rng = {(uint64_t)(uintptr_t)arg};
+    for (int i = 0; i < 3000 / TEST_SCALE; i++) {
+        int t = (int)(test_rnd(&rng) % CHURN_TARGETS);
+        tr_ref to = atomic_load(&churn_refs[t]);
+        tr_msg m = tr_msg_words(test_rnd(&rng) % 50 == 0 ? 9 : 1, 0, 0);
+        int rc = tr_try_send(churn_sys, to, &m);
+        if (rc == 0)
+            atomic_fetch_add(&churn_sent, 1);
+        else if (rc == TR_ENOACTOR)
+            atomic_fetch_add(&churn_gone, 1);
+        else if (rc != TR_EFULL)
+            atomic_fetch_add(&churn_bad, 1);
+        if (rc == TR_ENOACTOR || (rc == 0 && m.tag == 9)) {
+            tr_ref fresh;
+            if (tr_spawn(churn_sys, exit_on_tag_9, NULL, &fresh) == 0)
+                atomic_compare_exchange_strong(&churn_refs[t], &to, fresh);
+        }
+    }
+    return NULL;
+}
+
+static void test_more_threads_than_hazard_words_send_to_ending_actors(void **state)
+{
+    (void)state;
+    churn_sys = test_system(2);
+    for (int i = 0; i < CHURN_TARGETS; i++) {
+        tr_ref r;
+        assert_int_equal(tr_spawn(churn_sys, exit_on_tag_9, NULL, &r), 0);
+        atomic_store(&churn_refs[i], r);
+    }
+    pthread_t threads[CHURN_THREADS];
+    for (uintptr_t i = 0; i < CHURN_THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, churn_sender, (void *)(i + 1)), 0);
+    for (int i = 0; i < CHURN_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(atomic_load(&churn_bad), 0);
+    assert_true(atomic_load(&churn_sent) > 0);
+    /* The first ones got hazard words; the rest borrowed. */
+    assert_int_equal(atomic_load(&churn_sys->nforeign), TR__FOREIGN_HAZARDS);
+    for (int i = 0; i < TR__FOREIGN_HAZARDS; i++)
+        assert_int_equal(atomic_load(&churn_sys->foreign[i].ref), TR_REF_NONE);
+    tr_system_free(churn_sys);
+}
+
+/* A thread keeps its hazard word's place per system; a system freed and
+ * another made, likely at the same address, must not inherit it. */
+static void test_a_new_system_is_not_taken_for_a_freed_one(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 5; round++) {
+        tr_system *sys = test_system(1);
+        assert_int_equal(atomic_load(&sys->nforeign), 0);
+        tr_ref r;
+        assert_int_equal(tr_spawn(sys, exit_on_tag_9, NULL, &r), 0);
+        tr_msg m = tr_msg_words(1, 0, 0);
+        assert_int_equal(tr_send(sys, r, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        assert_int_equal(tr_send(sys, r, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        assert_int_equal(atomic_load(&sys->nforeign), 1);
+        tr_system_free(sys);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sporadic_drains_and_spawns_never_leave_a_gap),
+        cmocka_unit_test(test_a_stream_grows_the_gap_and_full_mailboxes_shrink_it),
+        cmocka_unit_test(test_thin_drains_stop_the_gaps_until_the_retry_time),
+        cmocka_unit_test(test_no_gaps_when_coalescing_is_off),
+        cmocka_unit_test(test_a_stream_from_a_thread_arrives_whole_and_is_coalesced),
+        cmocka_unit_test(test_a_yield_loop_does_not_starve_work_from_outside),
+        cmocka_unit_test(test_more_threads_than_hazard_words_send_to_ending_actors),
+        cmocka_unit_test(test_a_new_system_is_not_taken_for_a_freed_one),
+    };
+    return cmocka_run_group_tests_name("outside", tests, NULL, NULL);
+}
