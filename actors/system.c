@@ -37,6 +37,7 @@ static void free_parts(tr_system *sys)
     }
     free(sys->workers);
     free(sys->idle);
+    free(sys->foreign);
     for (int i = 0; i < TR__POOLS; i++)
         tr__pool_destroy(&sys->pools[i]);
     free(sys);
@@ -81,9 +82,13 @@ int tr_system_new(const tr_config *config, tr_system **out)
     if (sys->workers)
         memset(sys->workers, 0, (size_t)n * sizeof(tr__worker));
     sys->idle = calloc((size_t)n, sizeof *sys->idle);
+    sys->foreign = aligned_alloc(TR__CACHELINE, sizeof(tr__hazard_slot) * TR__FOREIGN_HAZARDS);
+    if (sys->foreign)
+        memset(sys->foreign, 0, sizeof(tr__hazard_slot) * TR__FOREIGN_HAZARDS);
     /* Room for the refs that workers hold on to for a while (slots.h). */
     uint32_t slots = cfg.max_actors + (uint32_t)n * TR__SLOT_BATCH;
-    if (!sys->workers || !sys->idle || tr__slots_init(&sys->slots, slots)) {
+    if (!sys->workers || !sys->idle || !sys->foreign ||
+        tr__slots_init(&sys->slots, slots)) {
         free_parts(sys);
         return TR_ENOMEM;
     }
