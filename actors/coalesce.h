@@ -17,8 +17,8 @@
  * the policy below sets the next gap from what the drain found:
  *   - no gap yet: with COALESCE_MIN_ACTORS actors or more, holding a
  *     message each on average, try one of COALESCE_FIRST_NS; otherwise
- *     none, so that sporadic traffic from outside, and spawns, are never
- *     held back;
+ *     none, so that sporadic traffic from outside, and spawns, start no
+ *     gap (while a stream runs, though, they wait through its gaps too);
  *   - a full mailbox among them: halve the gap (the feeder waited on it);
  *   - thin drains, few actors or under 1.5 messages each, COALESCE_STRIKES
  *     times in a row: the gap gains nothing (request and response: each

@@ -2,27 +2,56 @@
 #include "hazard.h"
 
 #include <sched.h>
+#include <stdint.h>
 
 #include "runtime.h"
+
+/* The systems this thread used last, and its word in each. */
+#define CACHED 4
 
 static __thread struct {
     const struct tr_system *sys;
     uint64_t serial;
     _Atomic tr_ref *word;
-} tls_hazard;
+} tls_hazards[CACHED];
+static __thread unsigned tls_next;
+
+/* Who a word belongs to: the address of this thread's cache, unique among
+ * the threads alive.  A thread that reuses an ended one's address takes
+ * over its word, which no one else can be using. */
+static uintptr_t me(void)
+{
+    return (uintptr_t)&tls_hazards[0];
+}
+
+/* This thread's word in `sys`, found or handed out; NULL if none is left. */
+static _Atomic tr_ref *claim(struct tr_system *sys)
+{
+    unsigned n = atomic_load(&sys->nforeign);
+    for (unsigned i = 0; i < n && i < TR__FOREIGN_HAZARDS; i++)
+        if (atomic_load_explicit(&sys->foreign[i].owner, memory_order_relaxed) == me())
+            return &sys->foreign[i].ref;
+    unsigned i = atomic_fetch_add(&sys->nforeign, 1);
+    if (i >= TR__FOREIGN_HAZARDS) {
+        atomic_store(&sys->nforeign, TR__FOREIGN_HAZARDS); /* no wrap */
+        return NULL;
+    }
+    atomic_store_explicit(&sys->foreign[i].owner, me(), memory_order_relaxed);
+    return &sys->foreign[i].ref;
+}
 
 _Atomic tr_ref *tr__foreign_hazard(struct tr_system *sys)
 {
-    if (tls_hazard.sys == sys && tls_hazard.serial == sys->serial)
-        return tls_hazard.word;
-    unsigned i = atomic_fetch_add(&sys->nforeign, 1);
-    if (i >= TR__FOREIGN_HAZARDS)
-        atomic_store(&sys->nforeign, TR__FOREIGN_HAZARDS); /* no wrap */
-    tls_hazard.sys = sys;
-    tls_hazard.serial = sys->serial;
-    /* None left stays none: slots are never given back. */
-    tls_hazard.word = i < TR__FOREIGN_HAZARDS ? &sys->foreign[i].ref : NULL;
-    return tls_hazard.word;
+    for (unsigned i = 0; i < CACHED; i++)
+        if (tls_hazards[i].sys == sys && tls_hazards[i].serial == sys->serial)
+            return tls_hazards[i].word;
+    /* A miss: a system not used lately, or made where a freed one was.
+     * None left stays none: words are never given back. */
+    unsigned i = tls_next++ % CACHED;
+    tls_hazards[i].sys = sys;
+    tls_hazards[i].serial = sys->serial;
+    tls_hazards[i].word = claim(sys);
+    return tls_hazards[i].word;
 }
 
 void tr__hazard_wait(struct tr_system *sys, tr_ref ref)

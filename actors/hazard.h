@@ -10,16 +10,22 @@
  * system lives; later ones borrow as before.  Destroyers wait while any
  * hazard word, a worker's or a thread's, names the ref they destroy.
  *
- * Implementation notes: a thread keeps its slot's index in thread-local
- * storage, with the system's address and serial number, so that a
- * system freed and another made at the same address is not mistaken for
- * the old one.  Slots are never given back: a thread that ends leaves
- * its slot empty (TR_REF_NONE), and destroyers read it for nothing.
+ * Implementation notes: a thread keeps its words for the last four
+ * systems it used in thread-local storage, each with the system's
+ * address and serial number, so that a system freed and another made at
+ * the same address is not mistaken for the old one.  On a miss it looks
+ * for a word already handed to it before it takes a new one, so a
+ * thread that goes back and forth between more systems holds one word in
+ * each all the same.  Words are never given back: a thread that ends
+ * leaves its word empty (TR_REF_NONE), destroyers read it for nothing,
+ * and a thread that later has the ended one's thread-local address
+ * takes it over.
  */
 #ifndef TR_HAZARD_H
 #define TR_HAZARD_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "troupe/msg.h"
 
@@ -27,6 +33,7 @@
 
 typedef struct tr__hazard_slot {
     _Atomic tr_ref ref;
+    _Atomic uintptr_t owner; /* the thread it was handed to (hazard.c) */
 } __attribute__((aligned(64))) tr__hazard_slot;
 
 struct tr_system;

@@ -193,6 +193,8 @@ static void mailbox_fill(struct tr_actor *a, uint32_t *queued, uint32_t *room)
     *room = a->mbox.ring_size - 1;
 }
 
+static void maybe_wake(tr_system *sys);
+
 /*
  * Take one actor made runnable from outside the system, unless a gap
  * holds such work back (coalesce.h).  The clock is read only while a gap
@@ -220,6 +222,11 @@ static struct tr_actor *outside_pop(tr__worker *w)
             tr__coalesce_end(c, tr_now());
     }
     tr__inject_end(q);
+    /* Pushes made while a worker napped woke no one: if more than this
+     * one waits, let a parked worker take it, or it waits behind this
+     * actor's turn, which may be long (the review found it). */
+    if (a && tr__inject_ready(q))
+        maybe_wake(sys);
     return a;
 }
 
@@ -300,8 +307,12 @@ static void global_push_and_wake(tr_system *sys, struct tr_actor *a)
 /*
  * A worker sleeping through a gap (nap_worker) looks at this queue when
  * it wakes, so a push then needs no wake-up.  The napper counts itself
- * before it sleeps and uncounts itself before it looks, both seq_cst:
- * a push that saw it counted is seen by its look.
+ * before it sleeps and uncounts itself before it looks, both seq_cst,
+ * and the push's exchange comes before the load of the count: a push
+ * that saw it counted is there when it looks (its park test, which reads
+ * the producers' end, sees it even before the node is linked).  The
+ * napper then wakes others for what it cannot take itself (nap_worker,
+ * outside_pop).
  */
 static void outside_push_and_wake(tr_system *sys, struct tr_actor *a)
 {
@@ -465,11 +476,16 @@ static void sleep_worker(tr__worker *w, tr_deadline until)
 static void nap_worker(tr__worker *w, int64_t until)
 {
     tr_system *sys = w->sys;
+    tr__slot_flush(&sys->slots, &w->slot_cache); /* as park_worker does */
     atomic_store(&w->wake_word, 0);
     atomic_fetch_add(&sys->nnapping, 1);
     if (!atomic_load(&sys->stopping))
         sleep_worker(w, until);
     atomic_fetch_sub(&sys->nnapping, 1);
+    /* Pushes meanwhile counted on us; we may take a global actor first,
+     * with a long turn, while a parked worker could take theirs. */
+    if (tr__inject_nonempty(&sys->outside))
+        maybe_wake(sys);
 }
 
 static void park_worker(tr__worker *w)

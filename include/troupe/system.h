@@ -46,8 +46,9 @@ typedef struct tr_config {
      * the system hand in, while they stream messages to many actors: an
      * actor then gathers several messages per turn, and the feeding
      * thread runs about four times faster (docs/scheduler.md).  Sporadic
-     * sends and request/response traffic are never held back.  0: no
-     * gaps; at most 10 ms. */
+     * sends and request/response traffic start no gaps; while a stream
+     * runs, all work from outside waits through its gaps.  0: no gaps;
+     * at most 10 ms. */
     int64_t coalesce_ns;
 } tr_config;
 
