@@ -1,5 +1,5 @@
 /*
- * hazard.h - hazard slots for threads that are not workers.
+ * hazard.h - hazard words for threads that are not workers.
  *
  * Overview: a send holds its target for a few instructions.  A worker
  * announces the target's ref in its own `hazard` word; any other thread
