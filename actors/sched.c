@@ -184,15 +184,6 @@ static struct tr_actor *global_pop(tr__worker *w)
     return a;
 }
 
-/* Messages waiting for `a` and room for them, for the coalescing policy
- * (it reads the ring's lines the turn is about to read anyway). */
-static void mailbox_fill(struct tr_actor *a, uint32_t *queued, uint32_t *room)
-{
-    tr__ringbuf *rb = atomic_load_explicit(&a->mbox.rb, memory_order_acquire);
-    *queued = rb ? ck_ring_size(&rb->ring) : 0;
-    *room = a->mbox.ring_size - 1;
-}
-
 static void maybe_wake(tr_system *sys);
 
 /*
@@ -216,9 +207,8 @@ static struct tr_actor *outside_pop(tr__worker *w)
             tr__inject_node *newest = tr__inject_newest(q);
             tr__coalesce_begin(c, newest == &q->stub ? n : newest);
         }
-        uint32_t queued, room;
-        mailbox_fill(a, &queued, &room);
-        if (tr__coalesce_took(c, n, queued, room))
+        /* It reads the ring's lines the turn is about to read anyway. */
+        if (tr__coalesce_took(c, n, tr__mailbox_queued(&a->mbox), a->mbox.ring_size - 1))
             tr__coalesce_end(c, tr_now());
     }
     tr__inject_end(q);
@@ -491,11 +481,12 @@ static void nap_worker(tr__worker *w, int64_t until)
 static void park_worker(tr__worker *w)
 {
     tr_system *sys = w->sys;
-    /* A gap that has just run out counts too: the nap is then over at
-     * once, and the next look takes the work.  Parking instead left the
-     * take to whoever else was napping, and this worker asleep. */
-    int64_t gap = tr__coalesce_gap_until(&sys->coalesce);
-    if (gap && tr__inject_nonempty(&sys->outside)) {
+    /* A gap that has just run out counts too (hence no clock): the nap is
+     * then over at once, and the next look takes the work.  Parking
+     * instead left the take to whoever else was napping, and this worker
+     * asleep. */
+    int64_t gap = outside_held_until(sys, 0);
+    if (gap) {
         nap_worker(w, gap);
         return;
     }

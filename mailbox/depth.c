@@ -11,8 +11,7 @@ int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
     struct tr_mailbox *mb = tr__mailbox_borrow(sys, ref, &obj, &kind);
     if (!mb)
         return TR_ENOACTOR;
-    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
-    *depth = rb ? ck_ring_size(&rb->ring) : 0;
+    *depth = tr__mailbox_queued(mb);
     if (capacity)
         *capacity = mb->ring_size - 1;
     tr__ref_put(sys, ref, obj, kind);

@@ -214,16 +214,20 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out)
     return true;
 }
 
-bool tr__mailbox_empty(struct tr_mailbox *mb)
+uint32_t tr__mailbox_queued(struct tr_mailbox *mb)
 {
     tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
-    return !rb || ck_ring_size(&rb->ring) == 0;
+    return rb ? ck_ring_size(&rb->ring) : 0;
+}
+
+bool tr__mailbox_empty(struct tr_mailbox *mb)
+{
+    return tr__mailbox_queued(mb) == 0;
 }
 
 bool tr__mailbox_has_room(struct tr_mailbox *mb)
 {
-    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
-    return !rb || ck_ring_size(&rb->ring) < mb->ring_size - 1;
+    return tr__mailbox_queued(mb) < mb->ring_size - 1;
 }
 
 bool tr__mailbox_drained(struct tr_mailbox *mb)

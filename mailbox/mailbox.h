@@ -134,6 +134,9 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out);
 /* True if the ring holds nothing (owner only, or as a hint). */
 bool tr__mailbox_empty(struct tr_mailbox *mb);
 
+/* How many messages the ring holds (a snapshot). */
+uint32_t tr__mailbox_queued(struct tr_mailbox *mb);
+
 /*
  * Owner side, after a run of takes while it stays scheduled: wake a
  * waiting sender if there is one.  tr__mailbox_take only peeks at
