@@ -258,6 +258,31 @@ static int start_patient_sup(tr_system *sys, void *arg, tr_ref *out)
     return tr_supervisor_start(sys, NULL, &spec, 1, out);
 }
 
+/* A supervisor `top` over one child supervisor ("patient", with the
+ * given shutdown time) over one grandchild; both watched.  Returns the
+ * grandchild's ref. */
+static tr_ref start_watched_patient_tree(tr_system *sys, int64_t shutdown_ns,
+                                         tr_ref *top, tr_ref *child_sup)
+{
+    atomic_store(&grandchild_ref, TR_REF_NONE);
+    atomic_store(&grandchild_ended, false);
+    tr_child_spec spec = {.name = "patient", .start = start_patient_sup,
+                          .restart = TR_PERMANENT, .shutdown_ns = shutdown_ns,
+                          .kind = TR_CHILD_SUPERVISOR};
+    assert_int_equal(tr_supervisor_start(sys, NULL, &spec, 1, top), 0);
+    tr_ref grandchild = wait_for_ref(&grandchild_ref);
+    tr_child_info info;
+    size_t n = 0;
+    assert_int_equal(tr_supervisor_children(sys, *top, &info, 1, &n,
+                                            tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(info.kind, TR_CHILD_SUPERVISOR);
+    *child_sup = info.ref;
+    tr_ref refs[3] = {info.ref, grandchild, TR_REF_NONE};
+    watch(sys, refs);
+    return grandchild;
+}
+
 /*
  * The parent gives the child supervisor 50 ms.  The child supervisor is
  * then parked, shielded, waiting for its own child; abandoned, it ends at
@@ -269,29 +294,14 @@ static void test_a_parked_shielded_supervisor_is_abandoned_without_resuming(void
 {
     (void)state;
     tr_system *sys = logging_system();
-    atomic_store(&grandchild_ref, TR_REF_NONE);
-    atomic_store(&grandchild_ended, false);
-    tr_child_spec spec = {.name = "patient", .start = start_patient_sup,
-                          .restart = TR_PERMANENT, .shutdown_ns = 50000000,
-                          .kind = TR_CHILD_SUPERVISOR};
-    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
-    tr_ref top;
-    assert_int_equal(tr_supervisor_start(sys, &o, &spec, 1, &top), 0);
-    tr_ref grandchild = wait_for_ref(&grandchild_ref);
-    tr_child_info info;
-    size_t n = 0;
-    assert_int_equal(tr_supervisor_children(sys, top, &info, 1, &n,
-                                            tr_after_ms(TEST_DEADLINE_MS)), 0);
-    assert_int_equal(n, 1);
-    assert_int_equal(info.kind, TR_CHILD_SUPERVISOR);
-    tr_ref refs[3] = {info.ref, grandchild, TR_REF_NONE};
-    watch(sys, refs);
+    tr_ref top, child_sup;
+    tr_ref grandchild = start_watched_patient_tree(sys, 50000000, &top, &child_sup);
 
     int reason = 0;
     assert_int_equal(tr_cancel_wait(sys, top, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
     assert_int_equal(reason, TR_ECANCELED);
     tr_msg first = test_recv(report_mb);
-    assert_int_equal(first.a, info.ref); /* the child supervisor, first */
+    assert_int_equal(first.a, child_sup); /* the child supervisor, first */
     assert_int_equal((int64_t)first.b, TR_EKILLED);
     assert_false(atomic_load(&grandchild_ended)); /* it did not wait for it */
     assert_true(logged("child 'patient'"));
@@ -312,29 +322,17 @@ static void test_a_supervisor_child_with_no_shutdown_time_waits_for_its_tree(voi
 {
     (void)state;
     tr_system *sys = logging_system();
-    atomic_store(&grandchild_ref, TR_REF_NONE);
-    atomic_store(&grandchild_ended, false);
-    tr_child_spec spec = {.name = "patient", .start = start_patient_sup,
-                          .restart = TR_PERMANENT, .shutdown_ns = 0,
-                          .kind = TR_CHILD_SUPERVISOR};
-    tr_ref top;
-    assert_int_equal(tr_supervisor_start(sys, NULL, &spec, 1, &top), 0);
-    tr_ref grandchild = wait_for_ref(&grandchild_ref);
-    tr_child_info info;
-    size_t n = 0;
-    assert_int_equal(tr_supervisor_children(sys, top, &info, 1, &n,
-                                            tr_after_ms(TEST_DEADLINE_MS)), 0);
-    tr_ref refs[3] = {info.ref, grandchild, TR_REF_NONE};
-    watch(sys, refs);
+    tr_ref top, child_sup;
+    tr_ref grandchild = start_watched_patient_tree(sys, 0, &top, &child_sup);
     int reason = 0;
     assert_int_equal(tr_cancel_wait(sys, top, tr_after_ms(TEST_DEADLINE_MS), &reason), 0);
     assert_true(atomic_load(&grandchild_ended)); /* the whole tree first */
     /* The two DOWNs come from two actors, in either order (the grandchild
      * tells its link before its monitors). */
     tr_msg first = test_recv(report_mb), second = test_recv(report_mb);
-    tr_msg sup_down = first.a == info.ref ? first : second;
-    assert_int_equal(sup_down.a, info.ref);
-    assert_int_equal((first.a == info.ref ? second : first).a, grandchild);
+    tr_msg sup_down = first.a == child_sup ? first : second;
+    assert_int_equal(sup_down.a, child_sup);
+    assert_int_equal((first.a == child_sup ? second : first).a, grandchild);
     assert_int_equal((int64_t)sup_down.b, TR_ECANCELED);
     assert_false(logged("abandoned"));
     tr_mailbox_free(report_mb);
