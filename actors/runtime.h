@@ -331,7 +331,8 @@ bool tr__actor_claim(struct tr_actor *a, uint32_t token);
  * it is published).  0 or TR_ENOMEM. */
 int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg);
 
-/* Run the actor's cleanup handlers, newest first, each once. */
+/* Mark the actor's end as begun, then run its cleanup handlers, newest
+ * first, each once. */
 void tr__actor_run_cleanups(struct tr_actor *a);
 
 /* Free the handlers without running them (a spawn that failed). */
@@ -382,7 +383,8 @@ int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
  * Owner side of a mailbox: take the next message, or see whether there
  * is one.  For an actor's own mailbox, queued notices (links, monitors)
  * come first and count as messages.  Inline: this is every receive, and
- * the usual answer, "no notice", is one load of a line the owner has.
+ * the usual answer, "no notice", is two loads: the owner's list and the
+ * senders' inbox (tr__signals_pending).
  */
 static inline bool tr__owner_has_notice(struct tr_mailbox *mb)
 {

@@ -48,7 +48,7 @@ typedef struct tr__signals {
     /* pushed by senders, newest first; TR__SIGNALS_CLOSED once ended */
     _Atomic(tr__signal *) inbox;
     tr__signal *first, *last;    /* taken by the owner, oldest first */
-    tr__refmap links;            /* linked actors (values unused) */
+    tr__refmap links;            /* linked actors -> the links' tags */
     tr__monitor *monitors;       /* who watches us */
     uint32_t nmonitors, monitors_cap;
     bool exited;                 /* ended: lists taken, no more added */

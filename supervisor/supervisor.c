@@ -89,24 +89,26 @@ static void free_sup(void *arg)
     free(s);
 }
 
+/* The place that a link's tag names, if the running child there is `ref`;
+ * else -1. */
+static ssize_t at_tag(sup *s, uint32_t tag, tr_ref ref)
+{
+    size_t i = (size_t)tag - 1; /* 0, an untagged link: never a child */
+    return i < s->n && s->kids[i].ref == ref ? (ssize_t)i : -1;
+}
+
 /* The place of the running child `ref` by its link's tag, or -1. */
 static ssize_t find(sup *s, tr_ref ref)
 {
     uint32_t tag;
-    if (!ref || !tr__link_tag(ref, &tag))
-        return -1;
-    size_t i = (size_t)tag - 1; /* 0, an untagged link: never a child */
-    return i < s->n && s->kids[i].ref == ref ? (ssize_t)i : -1;
+    return ref && tr__link_tag(ref, &tag) ? at_tag(s, tag, ref) : -1;
 }
 
 /* The place of the running child whose exit `m` is, or -1: the exit of
  * a tagged link carries its tag. */
 static ssize_t exited_child(sup *s, const tr_msg *m)
 {
-    if (m->tag != TR_TAG_EXIT)
-        return -1;
-    size_t i = (size_t)tr__notice_tag(m) - 1;
-    return i < s->n && s->kids[i].ref == m->from ? (ssize_t)i : -1;
+    return m->tag == TR_TAG_EXIT ? at_tag(s, tr__notice_tag(m), m->from) : -1;
 }
 
 static int start_child(sup *s, size_t i)
@@ -594,15 +596,13 @@ static int sup_body(tr_actor *self)
             if (i < 0)
                 other_exit(s, &m);
             tr_msg_release(&m);
-            if (i < 0) {
-                rc = s->orphaned;
-                continue;
+            if (i >= 0) {
+                for (size_t k = 0; k < s->n; k++)
+                    s->reasons[k] = NO_EXIT; /* (it grows with dynamic children) */
+                rc = on_child_exit(s, (size_t)i, reason, s->reasons);
+                if (!rc)
+                    rc = handle_deferred(s, s->reasons);
             }
-            for (size_t k = 0; k < s->n; k++)
-                s->reasons[k] = NO_EXIT; /* (it grows with dynamic children) */
-            rc = on_child_exit(s, (size_t)i, reason, s->reasons);
-            if (!rc)
-                rc = handle_deferred(s, s->reasons);
         } else {
             tr_msg_release(&m);
         }
