@@ -130,7 +130,6 @@ static int final_reason(struct tr_actor *a, int reason)
 
 static void end(struct tr_actor *a, int reason)
 {
-    a->ending = true;
     /* The ring is drained and freed at the end of all this, and is long
      * out of the cache in an actor that idled: ask for it now. */
     tr__ringbuf *rb = atomic_load_explicit(&a->mbox.rb, memory_order_relaxed);
@@ -234,7 +233,6 @@ void tr_exit(int reason)
     struct tr_actor *a = w ? w->current : NULL;
     if (!a)
         return;
-    a->ending = true;
     tr__actor_run_cleanups(a); /* here, on the stack they may refer to */
     /* A handler that blocked may have moved us to another worker. */
     w = tr__worker_now();

@@ -42,6 +42,7 @@ int tr_defer(void (*fn)(void *arg), void *arg)
 
 void tr__actor_run_cleanups(struct tr_actor *a)
 {
+    a->ending = true; /* its waits no longer end it (tr__abandoned) */
     struct tr__cleanup *c;
     while ((c = a->cleanups) != NULL) {
         a->cleanups = c->next;

@@ -51,11 +51,13 @@ int tr__actor_park_begin(struct tr_actor *a, int kind, tr_deadline deadline,
  */
 static void drop_timer(struct tr_actor *a, uint32_t token)
 {
+    if (!a->park_timer)
+        return;
     tr__worker *w = tr__worker_now();
     tr__worker *home = a->park_timer_home;
-    if (a->park_timer && home == w)
+    if (home == w)
         tr__timers_cancel(w->sys, &w->timers, a->park_timer, a->mbox.ref, token);
-    else if (a->park_timer)
+    else
         tr__timers_cancel_remote(&home->timers, a->park_timer, a->mbox.ref, token);
     a->park_timer = NULL;
 }
