@@ -31,7 +31,8 @@ typedef struct tr_config {
     int stack_guard;
     /* Most actors and mailboxes alive at once (refs are slots in a table).
      * The table has room for 64 more per worker: a worker hands the refs
-     * freed on it back in batches, so that this many are always there. */
+     * freed on it back in batches, so that this many are always there,
+     * and up to 64 per worker more than this may be. */
     uint32_t max_actors;
     /* Messages an actor handles per turn before others get to run. */
     uint32_t batch;
