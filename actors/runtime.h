@@ -43,6 +43,7 @@
 
 #define TR__RUNQ_SIZE 256     /* per-worker run queue (power of two) */
 #define TR__STACK_CACHE 16    /* stacks a worker keeps for itself */
+#define TR__NEXT_STREAK 16    /* picks in a row from a next slot, at most */
 #define TR__CACHELINE 64
 
 /* What a slot holds. */
@@ -88,6 +89,17 @@ typedef struct tr__worker {
 
     struct tr__sighting *seen;    /* each victim's `turns`, as we last saw it */
 
+    /* The next slot (sched.c): an actor that this worker's turn made
+     * runnable, to run right after the turn without a run queue
+     * operation.  The owner writes it between plain marks in `next_busy`;
+     * a thief that rescues it from a long turn raises `next_claim`, fences
+     * every thread (remote_fence.h), waits for `next_busy` to drop and
+     * exchanges it out.  `next_streak` counts picks from it in a row. */
+    _Atomic(struct tr_actor *) next;
+    _Atomic uint32_t next_busy;
+    _Atomic uint32_t next_claim;
+    uint32_t next_streak;
+
     /* Written by the owner, read by thieves: bumped at every pick, so a
      * thief can tell a worker stuck in one long turn from a busy one. */
     _Atomic uint32_t turns;
@@ -120,6 +132,7 @@ struct tr_system {
     tr__worker *workers;
     atomic_bool stopping;
     bool has_watchdog;
+    bool next_slots;                 /* remote fences work: workers use next slots */
     bool torn_down;
     pthread_t watchdog;              /* if has_watchdog */
     /* Hazard words of threads that are not workers (hazard.h), each on
@@ -233,8 +246,13 @@ void tr__wake_all_workers(struct tr_system *sys);
 /* Wake a parked worker, whether or not it is on the idle list (timers). */
 void tr__worker_kick(tr__worker *w);
 
-/* Queue a runnable actor on this worker if possible, else globally. */
+/* Queue an actor that the running code made runnable: next on this
+ * worker (its next slot, else its queue), or globally. */
 void tr__schedule(struct tr_system *sys, struct tr_actor *a);
+
+/* Queue at the back of this worker's queue (an actor that used up its
+ * batch goes behind the others), or globally. */
+void tr__schedule_behind(struct tr_system *sys, struct tr_actor *a);
 
 /* Queue on this worker and wake an idle one to take it if there is one. */
 void tr__schedule_and_wake(struct tr_system *sys, struct tr_actor *a);

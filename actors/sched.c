@@ -24,6 +24,7 @@
 
 #include "fence.h"
 #include "futex.h"
+#include "remote_fence.h"
 #include "runtime.h"
 #include "sanitizer.h"
 
@@ -238,6 +239,83 @@ static int64_t outside_held_until(tr_system *sys, int64_t now)
     return until > now && tr__inject_nonempty(&sys->outside) ? until : 0;
 }
 
+/*
+ * The next slot.  An actor that a turn makes runnable (the receiver of
+ * its message, most often) runs right after that turn, from a slot of
+ * the worker's own: pushing it to the run queue and popping it again
+ * cost a compare-and-swap per message, a tenth of a ping-pong.  The slot
+ * is the owner's, but a thief may take what waits in it behind a long
+ * turn, so the owner marks its two plain accesses (next_enter and
+ * next_leave: a store, a compiler barrier, a load) and a thief fences
+ * the owner remotely before it looks at the marks (steal_next).  Either
+ * the owner's mark came before that fence, and the thief waits for it to
+ * drop, or the owner's load of the claim comes after it and sees the
+ * claim, and the owner then exchanges the slot as the thief does.
+ *
+ * After TR__NEXT_STREAK picks from the slot in a row, a newly runnable
+ * actor goes to the queue: two actors that keep waking each other would
+ * otherwise never let the queue's actors run.
+ */
+static bool next_enter(tr__worker *w)
+{
+    atomic_store_explicit(&w->next_busy, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst); /* the rest is remote_fence.h */
+    if (!atomic_load_explicit(&w->next_claim, memory_order_acquire))
+        return true;
+    atomic_store_explicit(&w->next_busy, 0, memory_order_release);
+    return false;
+}
+
+static void next_leave(tr__worker *w)
+{
+    atomic_store_explicit(&w->next_busy, 0, memory_order_release);
+}
+
+/* Put `a` in the empty next slot; false if it is taken or a thief is at
+ * it, or the streak is used up. */
+static bool next_put(tr__worker *w, struct tr_actor *a)
+{
+    if (!w->sys->next_slots || w->next_streak >= TR__NEXT_STREAK || !next_enter(w))
+        return false;
+    bool empty = !atomic_load_explicit(&w->next, memory_order_relaxed);
+    if (empty) /* release: pairs with a thief's exchange */
+        atomic_store_explicit(&w->next, a, memory_order_release);
+    next_leave(w);
+    return empty;
+}
+
+static struct tr_actor *next_take(tr__worker *w)
+{
+    if (!atomic_load_explicit(&w->next, memory_order_relaxed)) {
+        w->next_streak = 0;
+        return NULL; /* only we fill it: a look without marks will do */
+    }
+    struct tr_actor *a;
+    if (next_enter(w)) {
+        a = atomic_load_explicit(&w->next, memory_order_relaxed);
+        atomic_store_explicit(&w->next, NULL, memory_order_relaxed);
+        next_leave(w);
+    } else {
+        a = atomic_exchange(&w->next, NULL); /* a thief is at it */
+    }
+    w->next_streak = a ? w->next_streak + 1 : 0;
+    return a;
+}
+
+/* Take what waits in a stuck victim's next slot (see above). */
+static struct tr_actor *steal_next(tr__worker *victim)
+{
+    if (!atomic_load_explicit(&victim->next, memory_order_relaxed) ||
+        atomic_exchange(&victim->next_claim, 1))
+        return NULL; /* nothing there, or another thief is at it */
+    tr__remote_fence();
+    while (atomic_load_explicit(&victim->next_busy, memory_order_acquire))
+        sched_yield(); /* a few instructions, unless it was preempted */
+    struct tr_actor *a = atomic_exchange(&victim->next, NULL);
+    atomic_store_explicit(&victim->next_claim, 0, memory_order_release);
+    return a;
+}
+
 static struct tr_actor *runq_pop(tr__worker *w)
 {
     struct tr_actor *a;
@@ -317,13 +395,18 @@ void tr__schedule_global(tr_system *sys, struct tr_actor *a)
     global_push_and_wake(sys, a);
 }
 
-static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
+enum placement { PLACE_NEXT, PLACE_BEHIND, PLACE_AND_WAKE };
+
+static void schedule(tr_system *sys, struct tr_actor *a, enum placement place)
 {
     tr__worker *w = tr__worker_now();
     if (!w || w->sys != sys) {
         outside_push_and_wake(sys, a);
         return;
     }
+    if (place == PLACE_NEXT && next_put(w, a))
+        return;
+    bool wake = place == PLACE_AND_WAKE;
     bool was_empty = ck_ring_size(&w->runq) == 0;
     TR_TSAN_RELEASE(&w->runq);
     if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
@@ -338,12 +421,17 @@ static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
 
 void tr__schedule(tr_system *sys, struct tr_actor *a)
 {
-    schedule(sys, a, false);
+    schedule(sys, a, PLACE_NEXT);
+}
+
+void tr__schedule_behind(tr_system *sys, struct tr_actor *a)
+{
+    schedule(sys, a, PLACE_BEHIND);
 }
 
 void tr__schedule_and_wake(tr_system *sys, struct tr_actor *a)
 {
-    schedule(sys, a, true);
+    schedule(sys, a, PLACE_AND_WAKE);
 }
 
 /*
@@ -356,15 +444,8 @@ void tr__schedule_and_wake(tr_system *sys, struct tr_actor *a)
  * parallel shows as long turns, and is spread; `now` is 0 on the quick
  * first rounds, which only take long queues.
  */
-static bool worth_stealing(tr__worker *w, tr__worker *victim, int64_t now)
+static bool stuck(tr__worker *w, tr__worker *victim, int64_t now)
 {
-    unsigned queued = ck_ring_size(&victim->runq);
-    if (!queued)
-        return false;
-    if (queued >= STEAL_BACKLOG)
-        return true;
-    if (!now)
-        return false;
     tr__sighting *seen = &w->seen[victim->id];
     uint32_t turns = atomic_load_explicit(&victim->turns, memory_order_relaxed);
     if (seen->turns != turns || !seen->since) {
@@ -372,6 +453,14 @@ static bool worth_stealing(tr__worker *w, tr__worker *victim, int64_t now)
         return false;
     }
     return now - seen->since >= STUCK_NS;
+}
+
+static bool worth_stealing(tr__worker *w, tr__worker *victim, int64_t now)
+{
+    unsigned queued = ck_ring_size(&victim->runq);
+    if (!queued)
+        return false;
+    return queued >= STEAL_BACKLOG || (now && stuck(w, victim, now));
 }
 
 /* One look at every other worker's queue from `start`, then the global
@@ -385,11 +474,16 @@ static struct tr_actor *steal_once(tr__worker *w, unsigned start, int64_t now)
          * that then finds the queue empty): only trust it on success, or
          * two workers run one actor. */
         struct tr_actor *got;
-        if (victim != w && worth_stealing(w, victim, now) &&
+        if (victim == w)
+            continue;
+        if (worth_stealing(w, victim, now) &&
             ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &got)) {
             TR_TSAN_ACQUIRE(&victim->runq);
             return got;
         }
+        if (now && atomic_load_explicit(&victim->next, memory_order_relaxed) &&
+            stuck(w, victim, now) && (got = steal_next(victim)))
+            return got;
     }
     return shared_pop(w);
 }
@@ -520,6 +614,8 @@ static struct tr_actor *next_actor(tr__worker *w)
         atomic_store_explicit(&w->running, TR_REF_NONE, memory_order_relaxed);
         if (w->tick % GLOBAL_CHECK_INTERVAL == 0)
             a = shared_pop(w);
+        if (!a)
+            a = next_take(w);
         if (!a)
             a = runq_pop(w);
         if (!a)

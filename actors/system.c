@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "futex.h"
+#include "remote_fence.h"
 #include "runtime.h"
 
 #define MAX_WORKERS 1024
@@ -69,6 +70,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
     sys->cfg = cfg;
     sys->nworkers = (unsigned)n;
     sys->serial = atomic_fetch_add(&next_serial, 1);
+    sys->next_slots = tr__remote_fence_init();
     tr__inject_init(&sys->global);
     tr__inject_init(&sys->outside);
     tr__coalesce_init(&sys->coalesce, cfg.coalesce_ns);
