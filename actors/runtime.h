@@ -43,7 +43,6 @@
 
 #define TR__RUNQ_SIZE 256     /* per-worker run queue (power of two) */
 #define TR__STACK_CACHE 16    /* stacks a worker keeps for itself */
-#define TR__NEXT_STREAK 16    /* picks in a row from a next slot, at most */
 #define TR__CACHELINE 64
 
 /* What a slot holds. */
@@ -94,11 +93,10 @@ typedef struct tr__worker {
      * operation.  The owner writes it between plain marks in `next_busy`;
      * a thief that rescues it from a long turn raises `next_claim`, fences
      * every thread (remote_fence.h), waits for `next_busy` to drop and
-     * exchanges it out.  `next_streak` counts picks from it in a row. */
+     * exchanges it out. */
     _Atomic(struct tr_actor *) next;
     _Atomic uint32_t next_busy;
     _Atomic uint32_t next_claim;
-    uint32_t next_streak;
 
     /* Written by the owner, read by thieves: bumped at every pick, so a
      * thief can tell a worker stuck in one long turn from a busy one. */
