@@ -59,6 +59,12 @@ void __tsan_release(void *addr);
 #define TR_TSAN_FIBER_FREE(f) __tsan_destroy_fiber(f)
 #define TR_TSAN_FIBER_CURRENT() __tsan_get_current_fiber()
 #define TR_TSAN_SWITCH_TO(f) __tsan_switch_to_fiber((f), 0)
+/* Reads in between are not checked (a copy that is thrown away if a race
+ * was lost, which ThreadSanitizer cannot know). */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define TR_TSAN_IGNORE_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define TR_TSAN_IGNORE_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
 #define TR_TSAN_RELEASE(addr) ((void)(addr))
 #define TR_TSAN_ACQUIRE(addr) ((void)(addr))
@@ -66,6 +72,8 @@ void __tsan_release(void *addr);
 #define TR_TSAN_FIBER_FREE(f) ((void)(f))
 #define TR_TSAN_FIBER_CURRENT() NULL
 #define TR_TSAN_SWITCH_TO(f) ((void)(f))
+#define TR_TSAN_IGNORE_READS_BEGIN() ((void)0)
+#define TR_TSAN_IGNORE_READS_END() ((void)0)
 #endif
 
 #if defined(TR_HAVE_VALGRIND)

@@ -463,6 +463,25 @@ static bool worth_stealing(tr__worker *w, tr__worker *victim, int64_t now)
     return queued >= STEAL_BACKLOG || (now && stuck(w, victim, now));
 }
 
+/*
+ * Pop the head of a victim's queue.  ck copies the head's slot before the
+ * compare-and-swap that may lose the race, and writes its out-parameter
+ * even when it then fails (finding the queue empty): only trust it on
+ * success, or two workers run one actor.  The copy is read after the
+ * owner's release of the slot, but ThreadSanitizer sees our acquire only
+ * after the copy (ck's own barriers are invisible to it), so those reads
+ * are not checked.
+ */
+static bool steal_queued(tr__worker *victim, struct tr_actor **got)
+{
+    TR_TSAN_IGNORE_READS_BEGIN();
+    bool ok = ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, got);
+    TR_TSAN_IGNORE_READS_END();
+    if (ok)
+        TR_TSAN_ACQUIRE(&victim->runq);
+    return ok;
+}
+
 /* One look at every other worker's queue from `start`, then the global
  * list; NULL if there was nothing to take. */
 static struct tr_actor *steal_once(tr__worker *w, unsigned start, int64_t now)
@@ -470,17 +489,11 @@ static struct tr_actor *steal_once(tr__worker *w, unsigned start, int64_t now)
     tr_system *sys = w->sys;
     for (unsigned i = 0; i < sys->nworkers; i++) {
         tr__worker *victim = &sys->workers[(start + i) % sys->nworkers];
-        /* ck writes its out-parameter even when it fails (a lost race
-         * that then finds the queue empty): only trust it on success, or
-         * two workers run one actor. */
         struct tr_actor *got;
         if (victim == w)
             continue;
-        if (worth_stealing(w, victim, now) &&
-            ck_ring_dequeue_spmc(&victim->runq, victim->runq_buf, &got)) {
-            TR_TSAN_ACQUIRE(&victim->runq);
+        if (worth_stealing(w, victim, now) && steal_queued(victim, &got))
             return got;
-        }
         if (now && atomic_load_explicit(&victim->next, memory_order_relaxed) &&
             stuck(w, victim, now) && (got = steal_next(victim)))
             return got;

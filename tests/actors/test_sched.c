@@ -234,6 +234,10 @@ static void test_an_actor_woken_by_a_long_turn_runs_elsewhere(void **state)
 
 int main(void)
 {
+    /* Say which half of each test the kernel let us run for real. */
+    tr_system *probe = test_system(1);
+    printf("next slots: %s\n", probe->next_slots ? "on (membarrier works)" : "off (no membarrier)");
+    tr_system_free(probe);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_actor_woken_by_a_turn_does_not_jump_the_queue),
         cmocka_unit_test(test_an_actor_that_used_its_batch_goes_behind),
