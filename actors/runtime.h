@@ -34,6 +34,7 @@
 #include "hazard.h"
 #include "inject.h"
 #include "msg_timer.h"
+#include "next_slot.h"
 #include "pool.h"
 #include "slots.h"
 #include "spin.h"
@@ -88,15 +89,10 @@ typedef struct tr__worker {
 
     struct tr__sighting *seen;    /* each victim's `turns`, as we last saw it */
 
-    /* The next slot (sched.c): an actor that this worker's turn made
-     * runnable, to run right after the turn without a run queue
-     * operation.  The owner writes it between plain marks in `next_busy`;
-     * a thief that rescues it from a long turn raises `next_claim`, fences
-     * every thread (remote_fence.h), waits for `next_busy` to drop and
-     * exchanges it out. */
-    _Atomic(struct tr_actor *) next;
-    _Atomic uint32_t next_busy;
-    _Atomic uint32_t next_claim;
+    /* An actor that this worker's turn made runnable, to run right
+     * after the turn without a run queue operation (sched.c); thieves
+     * take it only from a long turn (next_slot.h). */
+    tr__next_slot next;
 
     /* Written by the owner, read by thieves: bumped at every pick, so a
      * thief can tell a worker stuck in one long turn from a busy one. */

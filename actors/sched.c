@@ -24,7 +24,6 @@
 
 #include "fence.h"
 #include "futex.h"
-#include "remote_fence.h"
 #include "runtime.h"
 #include "sanitizer.h"
 
@@ -243,14 +242,8 @@ static int64_t outside_held_until(tr_system *sys, int64_t now)
  * The next slot.  An actor that a turn makes runnable (the receiver of
  * its message, most often) runs right after that turn, from a slot of
  * the worker's own: pushing it to the run queue and popping it again
- * cost a compare-and-swap per message, a tenth of a ping-pong.  The slot
- * is the owner's, but a thief may take what waits in it behind a long
- * turn, so the owner marks its two plain accesses (next_enter and
- * next_leave: a store, a compiler barrier, a load) and a thief fences
- * the owner remotely before it looks at the marks (steal_next).  Either
- * the owner's mark came before that fence, and the thief waits for it to
- * drop, or the owner's load of the claim comes after it and sees the
- * claim, and the owner then exchanges the slot as the thief does.
+ * cost a compare-and-swap per message, a tenth of a ping-pong.  A thief
+ * may still take it from behind a long turn (next_slot.h).
  *
  * The slot is used only while the queue is empty, so it changes no order:
  * what it holds would have been the queue's head.  (Used regardless, it
@@ -259,61 +252,9 @@ static int64_t outside_held_until(tr_system *sys, int64_t now)
  * and took fewer messages per wake-up, 75 -> 89 ns per message in
  * bench/select.)
  */
-static bool next_enter(tr__worker *w)
-{
-    atomic_store_explicit(&w->next_busy, 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst); /* the rest is remote_fence.h */
-    if (!atomic_load_explicit(&w->next_claim, memory_order_acquire))
-        return true;
-    atomic_store_explicit(&w->next_busy, 0, memory_order_release);
-    return false;
-}
-
-static void next_leave(tr__worker *w)
-{
-    atomic_store_explicit(&w->next_busy, 0, memory_order_release);
-}
-
-/* Put `a` in the empty next slot; false if it is taken or a thief is at
- * it, or the queue holds actors that came first. */
 static bool next_put(tr__worker *w, struct tr_actor *a)
 {
-    if (!w->sys->next_slots || ck_ring_size(&w->runq) || !next_enter(w))
-        return false;
-    bool empty = !atomic_load_explicit(&w->next, memory_order_relaxed);
-    if (empty) /* release: pairs with a thief's exchange */
-        atomic_store_explicit(&w->next, a, memory_order_release);
-    next_leave(w);
-    return empty;
-}
-
-static struct tr_actor *next_take(tr__worker *w)
-{
-    if (!atomic_load_explicit(&w->next, memory_order_relaxed))
-        return NULL; /* only we fill it: a look without marks will do */
-    struct tr_actor *a;
-    if (next_enter(w)) {
-        a = atomic_load_explicit(&w->next, memory_order_relaxed);
-        atomic_store_explicit(&w->next, NULL, memory_order_relaxed);
-        next_leave(w);
-    } else {
-        a = atomic_exchange(&w->next, NULL); /* a thief is at it */
-    }
-    return a;
-}
-
-/* Take what waits in a stuck victim's next slot (see above). */
-static struct tr_actor *steal_next(tr__worker *victim)
-{
-    if (!atomic_load_explicit(&victim->next, memory_order_relaxed) ||
-        atomic_exchange(&victim->next_claim, 1))
-        return NULL; /* nothing there, or another thief is at it */
-    tr__remote_fence();
-    while (atomic_load_explicit(&victim->next_busy, memory_order_acquire))
-        sched_yield(); /* a few instructions, unless it was preempted */
-    struct tr_actor *a = atomic_exchange(&victim->next, NULL);
-    atomic_store_explicit(&victim->next_claim, 0, memory_order_release);
-    return a;
+    return w->sys->next_slots && !ck_ring_size(&w->runq) && tr__next_put(&w->next, a);
 }
 
 static struct tr_actor *runq_pop(tr__worker *w)
@@ -494,8 +435,8 @@ static struct tr_actor *steal_once(tr__worker *w, unsigned start, int64_t now)
             continue;
         if (worth_stealing(w, victim, now) && steal_queued(victim, &got))
             return got;
-        if (now && atomic_load_explicit(&victim->next, memory_order_relaxed) &&
-            stuck(w, victim, now) && (got = steal_next(victim)))
+        if (now && !tr__next_empty(&victim->next) && stuck(w, victim, now) &&
+            (got = tr__next_steal(&victim->next)))
             return got;
     }
     return shared_pop(w);
@@ -623,20 +564,25 @@ static struct tr_actor *next_actor(tr__worker *w)
             tr__msg_timers_fire(sys, &w->msg_timers, now);
         }
         struct tr_actor *a = NULL;
-        atomic_store_explicit(&w->turns, ++w->tick, memory_order_relaxed);
+        w->tick++;
         atomic_store_explicit(&w->running, TR_REF_NONE, memory_order_relaxed);
         if (w->tick % GLOBAL_CHECK_INTERVAL == 0)
             a = shared_pop(w);
         if (!a)
-            a = next_take(w);
+            a = tr__next_take(&w->next);
         if (!a)
             a = runq_pop(w);
         if (!a)
             a = shared_pop(w);
         if (!a)
             a = steal(w);
-        if (a)
+        if (a) {
+            /* At the pick, not at the start of the round: a round that
+             * found its actor after 50 us of looking made its turn look
+             * stuck to thieves from the start. */
+            atomic_store_explicit(&w->turns, w->tick, memory_order_relaxed);
             return a;
+        }
         park_worker(w);
     }
 }

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 
 #include "support.h"
+#include "remote_fence.h"
 #include "runtime.h"
 
 static tr_system *sched_system(unsigned workers, bool next_slots)
@@ -24,6 +25,72 @@ static tr_system *sched_system(unsigned workers, bool next_slots)
 }
 
 enum { TAG_BALL = 1, TAG_HI, TAG_GO, TAG_DONE };
+
+/* ---- the next slot's protocol on its own -------------------------------- */
+
+/*
+ * An owner thread puts numbered items in a slot and takes them out again,
+ * with plain accesses (next_slot.h), while two thieves keep stealing.
+ * Every item put comes out exactly once, through the owner or a thief.
+ * (Without the thieves' wait for the owner's mark, or the owner's look at
+ * the claim, items come out twice within a few thousand steals.)
+ */
+enum { SLOT_ITEMS = 10000, SLOT_THIEVES = 2 };
+
+static tr__next_slot slot;
+static atomic_uchar slot_out[SLOT_ITEMS + 1];
+static atomic_bool slot_done;
+static atomic_uint slot_stolen;
+
+static void slot_came_out(struct tr_actor *item)
+{
+    if (item)
+        atomic_fetch_add(&slot_out[(uintptr_t)item], 1);
+}
+
+static void *slot_thief(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&slot_done)) {
+        struct tr_actor *item = tr__next_steal(&slot);
+        if (item)
+            atomic_fetch_add(&slot_stolen, 1);
+        slot_came_out(item);
+    }
+    return NULL;
+}
+
+static void test_what_the_next_slot_holds_comes_out_once(void **state)
+{
+    (void)state;
+    if (!tr__remote_fence_init())
+        skip(); /* no membarrier here: the system does not use the slot */
+    test_rng rng = {test_seed()};
+    pthread_t thieves[SLOT_THIEVES];
+    for (int i = 0; i < SLOT_THIEVES; i++)
+        assert_int_equal(pthread_create(&thieves[i], NULL, slot_thief, NULL), 0);
+    static bool put[SLOT_ITEMS + 1];
+    unsigned refused = 0, items = SLOT_ITEMS / TEST_SCALE;
+    for (uintptr_t i = 1; i <= items; i++) {
+        put[i] = tr__next_put(&slot, (struct tr_actor *)i);
+        refused += !put[i]; /* only while a thief is at it */
+        /* Held for up to twice a remote fence's time, so that the take
+         * meets thieves before, during and after their fence. */
+        int64_t until = tr_now() + (int64_t)(test_rnd(&rng) % 40000);
+        while (tr_now() < until)
+            ;
+        slot_came_out(tr__next_take(&slot));
+    }
+    atomic_store(&slot_done, true);
+    for (int i = 0; i < SLOT_THIEVES; i++)
+        pthread_join(thieves[i], NULL);
+    slot_came_out(tr__next_take(&slot));
+    for (uintptr_t i = 1; i <= items; i++)
+        assert_int_equal(atomic_load(&slot_out[i]), put[i] ? 1 : 0);
+    printf("   %u items: %u stolen, %u refused while a thief was at the slot\n", items,
+           atomic_load(&slot_stolen), refused);
+    assert_true(atomic_load(&slot_stolen) > 0);
+}
 
 /* ---- two actors that keep waking each other ----------------------------- */
 
@@ -232,6 +299,125 @@ static void test_an_actor_woken_by_a_long_turn_runs_elsewhere(void **state)
     long_turn_is_not_waited_for(false);
 }
 
+/* ---- the owner and a thief racing for what waits ------------------------ */
+
+/*
+ * Rounds of a turn that wakes one of 8 actors with three messages, then
+ * computes for 10-150 us: around the time a thief needs to decide the
+ * turn is stuck (30 us) and fence the owner (15-30 us), so that the turn
+ * often ends while a thief is at the slot.  The woken actor must run its
+ * messages once, never on two workers at a time, here or there.
+ */
+enum { RACERS = 8, RACE_MSGS = 3 };
+
+static tr_ref racers[RACERS];
+static tr_mailbox *race_report;
+static atomic_int racer_busy[RACERS];
+static atomic_uint racer_handled[RACERS], racer_overlaps, racer_moved;
+static atomic_bool ticks_stop;
+
+static int racer(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    unsigned i = (unsigned)m->a;
+    if (atomic_exchange(&racer_busy[i], 1))
+        atomic_fetch_add(&racer_overlaps, 1);
+    if (syscall(SYS_gettid) != (long)m->b)
+        atomic_fetch_add(&racer_moved, 1);
+    for (volatile int k = 0; k < 200; k++)
+        ; /* a wider window for a second runner to show */
+    atomic_fetch_add(&racer_handled[i], 1);
+    atomic_store(&racer_busy[i], 0);
+    return 0;
+}
+
+static int racing_turn(tr_actor *self, tr_msg *m)
+{
+    tr_system *sys = tr_actor_system(self);
+    unsigned i = (unsigned)m->a;
+    long tid = syscall(SYS_gettid);
+    for (int k = 0; k < RACE_MSGS; k++)
+        if (test_send(sys, racers[i], TAG_HI, i, (uint64_t)tid))
+            return TR_EINVAL;
+    int64_t until = tr_now() + (int64_t)m->b;
+    while (tr_now() < until)
+        ;
+    return test_send(sys, tr_mailbox_ref(race_report), TAG_DONE, i, 0);
+}
+
+/* Keeps the other worker looking for work: see the test above. */
+static void *ticks(void *arg)
+{
+    tr_system *sys = ((void **)arg)[0];
+    tr_ref ticker = *(tr_ref *)((void **)arg)[1];
+    while (!atomic_load(&ticks_stop)) {
+        tr_msg tick = tr_msg_words(TAG_HI, 0, 0);
+        tr_try_send(sys, ticker, &tick);
+        usleep(20);
+    }
+    return NULL;
+}
+
+static void owner_and_thief_race(bool next_slots, uint64_t seed)
+{
+    tr_system *sys = sched_system(2, next_slots);
+    test_rng rng = {seed};
+    unsigned rounds = 400 / TEST_SCALE, per[RACERS] = {0};
+    atomic_store(&racer_overlaps, 0);
+    atomic_store(&racer_moved, 0);
+    atomic_store(&ticks_stop, false);
+    for (int i = 0; i < RACERS; i++) {
+        atomic_store(&racer_handled[i], 0);
+        assert_int_equal(tr_spawn(sys, racer, NULL, &racers[i]), 0);
+    }
+    tr_ref turner, ticker;
+    assert_int_equal(tr_spawn(sys, racing_turn, NULL, &turner), 0);
+    assert_int_equal(tr_spawn(sys, ticking, NULL, &ticker), 0);
+    assert_int_equal(tr_mailbox_new(sys, 4, &race_report), 0);
+    pthread_t ticking_thread;
+    void *targs[2] = {sys, &ticker};
+    assert_int_equal(pthread_create(&ticking_thread, NULL, ticks, targs), 0);
+
+    /* Go on past the minimum until the other worker took over a few
+     * rounds: how often it does depends on the build and the machine. */
+    int64_t give_up = tr_now() + 10000000000ll;
+    unsigned r = 0;
+    for (; r < rounds || (atomic_load(&racer_moved) < 10 * RACE_MSGS && tr_now() < give_up); r++) {
+        unsigned i = r % RACERS;
+        uint64_t spin_ns = 10000 + test_rnd(&rng) % 140000;
+        tr_msg go = tr_msg_words(TAG_GO, i, spin_ns);
+        assert_int_equal(tr_send(sys, turner, &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        tr_msg done = test_recv(race_report);
+        assert_int_equal(done.tag, TAG_DONE);
+        assert_int_equal(done.a, i);
+        per[i]++;
+    }
+    int64_t until = tr_now() + (int64_t)TEST_DEADLINE_MS * 1000000;
+    for (int i = 0; i < RACERS; i++)
+        while (atomic_load(&racer_handled[i]) < per[i] * RACE_MSGS && tr_now() < until)
+            usleep(1000);
+    atomic_store(&ticks_stop, true);
+    pthread_join(ticking_thread, NULL);
+    for (int i = 0; i < RACERS; i++)
+        assert_int_equal(atomic_load(&racer_handled[i]), per[i] * RACE_MSGS);
+    assert_int_equal(atomic_load(&racer_overlaps), 0);
+    /* Some rounds were taken over by the other worker, or the race was
+     * not run at all. */
+    printf("   %u rounds, next slots %s: %u of %u messages handled on the other worker\n",
+           r, sys->next_slots ? "on" : "off", atomic_load(&racer_moved), r * RACE_MSGS);
+    assert_true(atomic_load(&racer_moved) > 0);
+    tr_mailbox_free(race_report);
+    tr_system_free(sys);
+}
+
+static void test_the_owner_and_a_thief_never_both_run_what_waits(void **state)
+{
+    (void)state;
+    uint64_t seed = test_seed();
+    owner_and_thief_race(true, seed);
+    owner_and_thief_race(false, seed);
+}
+
 int main(void)
 {
     /* Say which half of each test the kernel let us run for real. */
@@ -239,9 +425,11 @@ int main(void)
     printf("next slots: %s\n", probe->next_slots ? "on (membarrier works)" : "off (no membarrier)");
     tr_system_free(probe);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_what_the_next_slot_holds_comes_out_once),
         cmocka_unit_test(test_an_actor_woken_by_a_turn_does_not_jump_the_queue),
         cmocka_unit_test(test_an_actor_that_used_its_batch_goes_behind),
         cmocka_unit_test(test_an_actor_woken_by_a_long_turn_runs_elsewhere),
+        cmocka_unit_test(test_the_owner_and_a_thief_never_both_run_what_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
