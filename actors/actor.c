@@ -179,7 +179,7 @@ static void run_turn(struct tr_actor *a)
         if (n >= batch) {
             tr__mailbox_sync_waiters(&a->mbox);
             tr__worker_now()->current = NULL;
-            tr__schedule_behind(sys, a);
+            tr__schedule(sys, a); /* behind what is queued */
             return;
         }
         /* Once `scheduled` is 0 a sender may queue the actor, another

@@ -240,13 +240,9 @@ void tr__wake_all_workers(struct tr_system *sys);
 /* Wake a parked worker, whether or not it is on the idle list (timers). */
 void tr__worker_kick(tr__worker *w);
 
-/* Queue an actor that the running code made runnable: next on this
- * worker (its next slot, else its queue), or globally. */
+/* Queue a runnable actor on this worker (its next slot if its queue is
+ * empty, else the queue's tail), or globally. */
 void tr__schedule(struct tr_system *sys, struct tr_actor *a);
-
-/* Queue at the back of this worker's queue (an actor that used up its
- * batch goes behind the others), or globally. */
-void tr__schedule_behind(struct tr_system *sys, struct tr_actor *a);
 
 /* Queue on this worker and wake an idle one to take it if there is one. */
 void tr__schedule_and_wake(struct tr_system *sys, struct tr_actor *a);

@@ -336,18 +336,15 @@ void tr__schedule_global(tr_system *sys, struct tr_actor *a)
     global_push_and_wake(sys, a);
 }
 
-enum placement { PLACE_NEXT, PLACE_BEHIND, PLACE_AND_WAKE };
-
-static void schedule(tr_system *sys, struct tr_actor *a, enum placement place)
+static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
 {
     tr__worker *w = tr__worker_now();
     if (!w || w->sys != sys) {
         outside_push_and_wake(sys, a);
         return;
     }
-    if (place == PLACE_NEXT && next_put(w, a))
+    if (!wake && next_put(w, a))
         return;
-    bool wake = place == PLACE_AND_WAKE;
     bool was_empty = ck_ring_size(&w->runq) == 0;
     TR_TSAN_RELEASE(&w->runq);
     if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
@@ -362,17 +359,12 @@ static void schedule(tr_system *sys, struct tr_actor *a, enum placement place)
 
 void tr__schedule(tr_system *sys, struct tr_actor *a)
 {
-    schedule(sys, a, PLACE_NEXT);
-}
-
-void tr__schedule_behind(tr_system *sys, struct tr_actor *a)
-{
-    schedule(sys, a, PLACE_BEHIND);
+    schedule(sys, a, false);
 }
 
 void tr__schedule_and_wake(tr_system *sys, struct tr_actor *a)
 {
-    schedule(sys, a, PLACE_AND_WAKE);
+    schedule(sys, a, true);
 }
 
 /*
