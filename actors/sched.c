@@ -367,16 +367,8 @@ void tr__schedule_and_wake(tr_system *sys, struct tr_actor *a)
     schedule(sys, a, true);
 }
 
-/*
- * Whether to take work from `victim`'s queue.  Stealing splits actors
- * that talk to each other over two cores, and then every message costs
- * cache misses: 8 producers and a consumer ran at 27M msg/s on one
- * worker and 5M on two that stole from each other.  So a thief takes
- * only what waits behind a long turn (the victim's turn counter has
- * stood still for STUCK_NS), or a long queue.  Work that truly runs in
- * parallel shows as long turns, and is spread; `now` is 0 on the quick
- * first rounds, which only take long queues.
- */
+/* Whether `victim` has been in one turn for STUCK_NS: its turn counter
+ * has stood still since this thief first saw the value. */
 static bool stuck(tr__worker *w, tr__worker *victim, int64_t now)
 {
     tr__sighting *seen = &w->seen[victim->id];
@@ -388,6 +380,15 @@ static bool stuck(tr__worker *w, tr__worker *victim, int64_t now)
     return now - seen->since >= STUCK_NS;
 }
 
+/*
+ * Whether to take work from `victim`'s queue.  Stealing splits actors
+ * that talk to each other over two cores, and then every message costs
+ * cache misses: 8 producers and a consumer ran at 27M msg/s on one
+ * worker and 5M on two that stole from each other.  So a thief takes
+ * only what waits behind a long turn, or a long queue.  Work that truly
+ * runs in parallel shows as long turns, and is spread; `now` is 0 on the
+ * quick first rounds, which only take long queues.
+ */
 static bool worth_stealing(tr__worker *w, tr__worker *victim, int64_t now)
 {
     unsigned queued = ck_ring_size(&victim->runq);
