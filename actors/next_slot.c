@@ -9,7 +9,10 @@ struct tr_actor *tr__next_steal(tr__next_slot *s)
 {
     if (tr__next_empty(s) || atomic_exchange(&s->claim, 1))
         return NULL;
-    tr__remote_fence();
+    if (!tr__remote_fence()) { /* unordered: leave the slot to its owner */
+        atomic_store_explicit(&s->claim, 0, memory_order_release);
+        return NULL;
+    }
     while (atomic_load_explicit(&s->busy, memory_order_acquire))
         sched_yield(); /* a few instructions, unless the owner was preempted */
     struct tr_actor *a = atomic_exchange(&s->actor, NULL);

@@ -86,7 +86,7 @@ static inline bool tr__next_empty(tr__next_slot *s)
 }
 
 /* Thief: empty the slot; what it held, or NULL (also when another thief
- * is at it). */
+ * is at it, or the remote fence failed). */
 struct tr_actor *tr__next_steal(tr__next_slot *s);
 
 #endif

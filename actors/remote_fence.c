@@ -19,8 +19,7 @@ bool tr__remote_fence_init(void)
     return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0;
 }
 
-void tr__remote_fence(void)
+bool tr__remote_fence(void)
 {
-    /* It cannot fail once registered (EINTR is not among its errors). */
-    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    return membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0;
 }

@@ -27,7 +27,9 @@
 bool tr__remote_fence_init(void);
 
 /* Fence every running thread of the process; only after a successful
- * tr__remote_fence_init. */
-void tr__remote_fence(void);
+ * tr__remote_fence_init.  False if the kernel refused (a sandbox that
+ * came later): then nothing is ordered, and the caller must not rely on
+ * it. */
+bool tr__remote_fence(void);
 
 #endif

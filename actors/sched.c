@@ -266,12 +266,15 @@ static struct tr_actor *runq_pop(tr__worker *w)
     return a;
 }
 
+/* Whether any queue or next slot holds an actor.  The slots count as the
+ * queues did before them: a worker about to park that sees one full goes
+ * on looking, and takes it if the turn in front of it lasts. */
 static bool work_visible(tr_system *sys)
 {
     if (tr__inject_nonempty(&sys->global) || tr__inject_nonempty(&sys->outside))
         return true;
     for (unsigned i = 0; i < sys->nworkers; i++)
-        if (ck_ring_size(&sys->workers[i].runq))
+        if (ck_ring_size(&sys->workers[i].runq) || !tr__next_empty(&sys->workers[i].next))
             return true;
     return false;
 }
@@ -368,7 +371,9 @@ void tr__schedule_and_wake(tr_system *sys, struct tr_actor *a)
 }
 
 /* Whether `victim` has been in one turn for STUCK_NS: its turn counter
- * has stood still since this thief first saw the value. */
+ * has stood still since this thief first saw the value.  (It also stands
+ * still while the victim is idle, and one turn may be a batch of
+ * messages; it is asked only about victims with work waiting.) */
 static bool stuck(tr__worker *w, tr__worker *victim, int64_t now)
 {
     tr__sighting *seen = &w->seen[victim->id];
@@ -426,10 +431,11 @@ static struct tr_actor *steal_once(tr__worker *w, unsigned start, int64_t now)
         struct tr_actor *got;
         if (victim == w)
             continue;
-        if (worth_stealing(w, victim, now) && steal_queued(victim, &got))
-            return got;
+        /* The slot first: what it holds is older than the queue's head. */
         if (now && !tr__next_empty(&victim->next) && stuck(w, victim, now) &&
             (got = tr__next_steal(&victim->next)))
+            return got;
+        if (worth_stealing(w, victim, now) && steal_queued(victim, &got))
             return got;
     }
     return shared_pop(w);

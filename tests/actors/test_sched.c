@@ -32,8 +32,9 @@ enum { TAG_BALL = 1, TAG_HI, TAG_GO, TAG_DONE };
  * An owner thread puts numbered items in a slot and takes them out again,
  * with plain accesses (next_slot.h), while two thieves keep stealing.
  * Every item put comes out exactly once, through the owner or a thief.
- * (Without the thieves' wait for the owner's mark, or the owner's look at
- * the claim, items come out twice within a few thousand steals.)
+ * (With an owner that ignores the claim, items came out twice in most
+ * runs.  A thief that skips the remote fence is not caught on x86-64:
+ * the window is a store buffer's drain.)
  */
 enum { SLOT_ITEMS = 10000, SLOT_THIEVES = 2 };
 
@@ -231,34 +232,40 @@ static void test_an_actor_that_used_its_batch_goes_behind(void **state)
 /* ---- what waits behind a long turn -------------------------------------- */
 
 /*
- * The long turn wakes an actor, then computes until that actor has run
- * or 10 s have passed.  The other worker must take it: it looks for work
- * each time a ticking actor's short turn ends, and finds the long turn's
- * worker stuck with an actor waiting (in its next slot, or its queue).
+ * The long turn wakes two actors, then computes until both have run or
+ * 10 s have passed.  The other worker must take them, in the order they
+ * were woken: it looks for work each time a ticking actor's short turn
+ * ends, and finds the long turn's worker stuck with actors waiting (in
+ * its next slot and its queue, or its queue alone).
  */
-static tr_ref woken;
-static atomic_long woken_tid, long_tid;
-static atomic_bool woken_ran, long_saw_it, long_done;
+enum { WOKEN = 2 };
+
+static tr_ref woken[WOKEN];
+static atomic_long woken_tid[WOKEN], long_tid;
+static atomic_uint woken_order[WOKEN], woken_count;
+static atomic_bool long_saw_them, long_done;
 
 static int woken_handler(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    (void)m;
-    atomic_store(&woken_tid, syscall(SYS_gettid));
-    atomic_store(&woken_ran, true);
+    atomic_store(&woken_tid[m->a], syscall(SYS_gettid));
+    atomic_store(&woken_order[m->a], atomic_fetch_add(&woken_count, 1) + 1);
     return 0;
 }
 
+/* Wakes two actors (the first goes to the slot, the second to the queue)
+ * and computes until both have run. */
 static int long_turn(tr_actor *self, tr_msg *m)
 {
     (void)m;
     atomic_store(&long_tid, syscall(SYS_gettid));
-    if (test_send(tr_actor_system(self), woken, TAG_HI, 0, 0))
-        return TR_EINVAL;
+    for (int i = 0; i < WOKEN; i++)
+        if (test_send(tr_actor_system(self), woken[i], TAG_HI, (uint64_t)i, 0))
+            return TR_EINVAL;
     int64_t until = tr_now() + 10000000000ll;
-    while (!atomic_load(&woken_ran) && tr_now() < until)
+    while (atomic_load(&woken_count) < WOKEN && tr_now() < until)
         ;
-    atomic_store(&long_saw_it, atomic_load(&woken_ran));
+    atomic_store(&long_saw_them, atomic_load(&woken_count) == WOKEN);
     atomic_store(&long_done, true);
     return 0;
 }
@@ -273,26 +280,33 @@ static int ticking(tr_actor *self, tr_msg *m)
 static void long_turn_is_not_waited_for(bool next_slots)
 {
     tr_system *sys = sched_system(2, next_slots);
-    atomic_store(&woken_ran, false);
-    atomic_store(&long_saw_it, false);
+    atomic_store(&woken_count, 0);
+    atomic_store(&long_saw_them, false);
     atomic_store(&long_done, false);
     tr_ref longer, ticker;
-    assert_int_equal(tr_spawn(sys, woken_handler, NULL, &woken), 0);
+    for (int i = 0; i < WOKEN; i++)
+        assert_int_equal(tr_spawn(sys, woken_handler, NULL, &woken[i]), 0);
     assert_int_equal(tr_spawn(sys, long_turn, NULL, &longer), 0);
     assert_int_equal(tr_spawn(sys, ticking, NULL, &ticker), 0);
     tr_msg go = tr_msg_words(TAG_GO, 0, 0);
     assert_int_equal(tr_send(sys, longer, &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
-    while (!atomic_load(&long_done)) {
+    int64_t until = tr_now() + (int64_t)TEST_DEADLINE_MS * 1000000;
+    while (!atomic_load(&long_done) && tr_now() < until) {
         tr_msg tick = tr_msg_words(TAG_HI, 0, 0);
         tr_try_send(sys, ticker, &tick); /* full now and then: no matter */
         usleep(20);
     }
-    assert_true(atomic_load(&long_saw_it));
-    assert_true(atomic_load(&woken_tid) != atomic_load(&long_tid));
+    assert_true(atomic_load(&long_done));
+    assert_true(atomic_load(&long_saw_them));
+    for (int i = 0; i < WOKEN; i++)
+        assert_true(atomic_load(&woken_tid[i]) != atomic_load(&long_tid));
+    /* Taken in the order they were woken: the slot's before the queue's. */
+    assert_int_equal(atomic_load(&woken_order[0]), 1);
+    assert_int_equal(atomic_load(&woken_order[1]), 2);
     tr_system_free(sys);
 }
 
-static void test_an_actor_woken_by_a_long_turn_runs_elsewhere(void **state)
+static void test_actors_woken_by_a_long_turn_run_elsewhere_in_order(void **state)
 {
     (void)state;
     long_turn_is_not_waited_for(true);
@@ -306,7 +320,13 @@ static void test_an_actor_woken_by_a_long_turn_runs_elsewhere(void **state)
  * computes for 10-150 us: around the time a thief needs to decide the
  * turn is stuck (30 us) and fence the owner (15-30 us), so that the turn
  * often ends while a thief is at the slot.  The woken actor must run its
- * messages once, never on two workers at a time, here or there.
+ * messages once, never on two workers at a time, here or there.  Each
+ * round's turn is a turner of its own, so that it is a turn of its own:
+ * with one turner, the next round's message reached it before it went
+ * idle, its turn went on, and thieves found it "stuck" at once (a review
+ * found that).  A second run that finds the mailbox empty runs no
+ * handler, so it shows here only if it overlaps or duplicates; the test
+ * of the slot on its own above is the sharper one.
  */
 enum { RACERS = 8, RACE_MSGS = 3 };
 
@@ -370,8 +390,9 @@ static void owner_and_thief_race(bool next_slots, uint64_t seed)
         atomic_store(&racer_handled[i], 0);
         assert_int_equal(tr_spawn(sys, racer, NULL, &racers[i]), 0);
     }
-    tr_ref turner, ticker;
-    assert_int_equal(tr_spawn(sys, racing_turn, NULL, &turner), 0);
+    tr_ref turners[RACERS], ticker;
+    for (int i = 0; i < RACERS; i++)
+        assert_int_equal(tr_spawn(sys, racing_turn, NULL, &turners[i]), 0);
     assert_int_equal(tr_spawn(sys, ticking, NULL, &ticker), 0);
     assert_int_equal(tr_mailbox_new(sys, 4, &race_report), 0);
     pthread_t ticking_thread;
@@ -386,7 +407,7 @@ static void owner_and_thief_race(bool next_slots, uint64_t seed)
         unsigned i = r % RACERS;
         uint64_t spin_ns = 10000 + test_rnd(&rng) % 140000;
         tr_msg go = tr_msg_words(TAG_GO, i, spin_ns);
-        assert_int_equal(tr_send(sys, turner, &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        assert_int_equal(tr_send(sys, turners[i], &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
         tr_msg done = test_recv(race_report);
         assert_int_equal(done.tag, TAG_DONE);
         assert_int_equal(done.a, i);
@@ -428,7 +449,7 @@ int main(void)
         cmocka_unit_test(test_what_the_next_slot_holds_comes_out_once),
         cmocka_unit_test(test_an_actor_woken_by_a_turn_does_not_jump_the_queue),
         cmocka_unit_test(test_an_actor_that_used_its_batch_goes_behind),
-        cmocka_unit_test(test_an_actor_woken_by_a_long_turn_runs_elsewhere),
+        cmocka_unit_test(test_actors_woken_by_a_long_turn_run_elsewhere_in_order),
         cmocka_unit_test(test_the_owner_and_a_thief_never_both_run_what_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
