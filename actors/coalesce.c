@@ -51,7 +51,7 @@ static int64_t next_gap(tr__coalesce *c, int64_t now)
         c->strikes = 0;
         return stream ? COALESCE_FIRST_NS : 0;
     }
-    /* A full ring stops the feeder until its actor runs: never again. */
+    /* A full ring stopped the feeder until its actor ran: shorten. */
     if (c->full)
         return shorter(c->gap_ns);
     /* A thin drain may be a hiccup (the feeder was descheduled, or still

@@ -14,9 +14,9 @@
  * side's write.
  *
  * The call costs 15-30 us on a 2-core VM, against 5 ns for the fence it
- * saves on every pass of the busy side.  Where the kernel (or a sandbox,
- * or Valgrind) does not offer it, tr__remote_fence_init fails and the
- * caller keeps to its fenced protocol.
+ * saves on every pass of the busy side.  Where the kernel (or a sandbox)
+ * does not offer it, tr__remote_fence_init fails and the caller keeps to
+ * its fenced protocol.  (Valgrind 3.19 passes it through.)
  */
 #ifndef TR_REMOTE_FENCE_H
 #define TR_REMOTE_FENCE_H

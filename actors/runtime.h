@@ -334,7 +334,6 @@ void tr__actor_timeout(struct tr_actor *a, uint32_t token);
 /* Claim a park (token must match); true if the caller now must wake it. */
 bool tr__actor_claim(struct tr_actor *a, uint32_t token);
 
-
 /* Register a cleanup handler on `a` (its own code, or its spawner before
  * it is published).  0 or TR_ENOMEM. */
 int tr__actor_defer(struct tr_actor *a, void (*fn)(void *arg), void *arg);

@@ -238,25 +238,6 @@ static int64_t outside_held_until(tr_system *sys, int64_t now)
     return until > now && tr__inject_nonempty(&sys->outside) ? until : 0;
 }
 
-/*
- * The next slot.  An actor that a turn makes runnable (the receiver of
- * its message, most often) runs right after that turn, from a slot of
- * the worker's own: pushing it to the run queue and popping it again
- * cost a compare-and-swap per message, a tenth of a ping-pong.  A thief
- * may still take it from behind a long turn (next_slot.h).
- *
- * The slot is used only while the queue is empty, so it changes no order:
- * what it holds would have been the queue's head.  (Used regardless, it
- * let a woken actor jump ahead of the queue: a consumer woken by one
- * producer ran before the other producers had filled their mailboxes,
- * and took fewer messages per wake-up, 75 -> 89 ns per message in
- * bench/select.)
- */
-static bool next_put(tr__worker *w, struct tr_actor *a)
-{
-    return w->sys->next_slots && !ck_ring_size(&w->runq) && tr__next_put(&w->next, a);
-}
-
 static struct tr_actor *runq_pop(tr__worker *w)
 {
     struct tr_actor *a;
@@ -339,6 +320,20 @@ void tr__schedule_global(tr_system *sys, struct tr_actor *a)
     global_push_and_wake(sys, a);
 }
 
+/*
+ * The next slot.  An actor that a turn makes runnable (the receiver of
+ * its message, most often) runs right after that turn, from a slot of
+ * the worker's own: pushing it to the run queue and popping it again
+ * cost a compare-and-swap per message, a tenth of a ping-pong.  A thief
+ * may still take it from behind a long turn (next_slot.h).
+ *
+ * The slot is used only while the queue is empty, so it changes no order:
+ * what it holds would have been the queue's head.  (Used regardless, it
+ * let a woken actor jump ahead of the queue: a consumer woken by one
+ * producer ran before the other producers had filled their mailboxes,
+ * and took fewer messages per wake-up, 75 -> 89 ns per message in
+ * bench/select.)
+ */
 static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
 {
     tr__worker *w = tr__worker_now();
@@ -346,9 +341,9 @@ static void schedule(tr_system *sys, struct tr_actor *a, bool wake)
         outside_push_and_wake(sys, a);
         return;
     }
-    if (!wake && next_put(w, a))
-        return;
     bool was_empty = ck_ring_size(&w->runq) == 0;
+    if (was_empty && !wake && sys->next_slots && tr__next_put(&w->next, a))
+        return;
     TR_TSAN_RELEASE(&w->runq);
     if (ck_ring_enqueue_spmc(&w->runq, w->runq_buf, a)) {
         if (wake || !was_empty) {
