@@ -29,6 +29,13 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     if (body && o.stack_size && o.stack_size < MIN_STACK)
         return TR_EINVAL;
 
+    /* A body is runnable at once: from outside, that may have to wait
+     * for the workers (backlog.h).  Actors never wait here. */
+    tr__worker *w = tr__worker_now();
+    if (body && !(w && w->sys == sys) &&
+        (rc = tr__backlog_wait(&sys->backlog, o.deadline ? o.deadline : TR_FOREVER,
+                               &sys->stopping)))
+        return rc;
     struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR);
     if (!a)
         return TR_ENOMEM;

@@ -30,6 +30,7 @@
 #include "../mailbox/mailbox.h"
 #include "../supervisor/detail.h"
 #include "../supervisor/signal.h"
+#include "backlog.h"
 #include "coalesce.h"
 #include "hazard.h"
 #include "inject.h"
@@ -147,6 +148,7 @@ struct tr_system {
      * drains paced by `coalesce` (each lays out its own lines). */
     tr__inject outside;
     tr__coalesce coalesce;
+    tr__backlog backlog;
 
     /* Parked workers (a stack of ids): written as workers park and wake,
      * read at every send from outside (maybe_wake). */

@@ -202,6 +202,7 @@ static struct tr_actor *outside_pop(tr__worker *w)
     tr__inject_node *n = tr__inject_take(q);
     struct tr_actor *a = actor_of(n);
     if (a) {
+        tr__backlog_took(&sys->backlog);
         if (!tr__coalesce_draining(c)) {
             /* The stub as newest means ours was the last node. */
             tr__inject_node *newest = tr__inject_newest(q);
@@ -310,6 +311,7 @@ static void global_push_and_wake(tr_system *sys, struct tr_actor *a)
 static void outside_push_and_wake(tr_system *sys, struct tr_actor *a)
 {
     tr__inject_push(&sys->outside, &a->ready_link);
+    tr__backlog_pushed(&sys->backlog);
     tr__fence_after_rmw();
     if (!atomic_load_explicit(&sys->nnapping, memory_order_relaxed))
         maybe_wake(sys);

@@ -12,6 +12,7 @@
 #define MAX_WORKERS 1024
 #define MIN_STACK (64 * 1024) /* see tr__stack_new: guard + a few pages */
 #define MAX_COALESCE_NS 10000000 /* a gap is a delay: keep it short */
+#define MAX_SPAWN_BACKLOG (1u << 30) /* the counts compare as int32 */
 
 /* Serial numbers of systems, so that a thread's cached hazard slot
  * (hazard.c) is never taken for one of a later system at its address. */
@@ -22,7 +23,7 @@ static int check_config(const tr_config *c)
     if (!c->mailbox_capacity || c->mailbox_capacity >= (1u << 30) || !c->batch ||
         c->stack_size < MIN_STACK || !c->max_actors || c->max_actors > (1u << 31) ||
         c->workers > MAX_WORKERS || c->watchdog_ns < 0 || c->coalesce_ns < 0 ||
-        c->coalesce_ns > MAX_COALESCE_NS)
+        c->coalesce_ns > MAX_COALESCE_NS || c->spawn_backlog > MAX_SPAWN_BACKLOG)
         return TR_EINVAL;
     return 0;
 }
@@ -74,6 +75,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
     tr__inject_init(&sys->global);
     tr__inject_init(&sys->outside);
     tr__coalesce_init(&sys->coalesce, cfg.coalesce_ns);
+    tr__backlog_init(&sys->backlog, cfg.spawn_backlog);
     atomic_init(&sys->next_monitor, 1);
     tr__stack_pool_init(&sys->stacks, cfg.stack_size, cfg.stack_guard);
     tr__pool_init(&sys->pools[TR__POOL_ACTOR], sizeof(struct tr_actor));
@@ -207,6 +209,7 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
     if (sys->torn_down)
         return 0;
     atomic_store(&sys->stopping, true);
+    tr__backlog_wake_all(&sys->backlog);
     tr__wake_all_workers(sys);
     for (;;) {
         uint32_t seen = atomic_load(&sys->workers_done);

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "bench_common.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h> /* isfinite, a macro: no -lm needed */
 #include <stdarg.h>
 #include <sched.h>
@@ -78,25 +80,32 @@ tr_deadline bench_deadline(void)
     return deadline;
 }
 
+/* A whole number from 0 to `max` from the environment, or -1 if unset
+ * or empty; `what` says what it counts, for the error. */
+static long long env_count(const char *var, long long max, const char *what)
+{
+    const char *s = getenv(var);
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno || v < 0 || v > max)
+        bench_fail("%s=%s: want a count of %s from 0 to %lld", var, s, what, max);
+    return v;
+}
+
 tr_system *bench_system(void)
 {
     tr_config cfg = TR_CONFIG_INIT;
-    const char *w = getenv("WORKERS");
-    if (w && *w) {
-        char *end;
-        unsigned long v = strtoul(w, &end, 10);
-        if (*end || v > 1024)
-            bench_fail("WORKERS=%s: want a count from 0 to 1024", w);
+    long long v;
+    if ((v = env_count("WORKERS", 1024, "threads")) >= 0)
         cfg.workers = (unsigned)v;
-    }
-    const char *c = getenv("COALESCE_NS");
-    if (c && *c) {
-        char *end;
-        long long v = strtoll(c, &end, 10);
-        if (*end || v < 0)
-            bench_fail("COALESCE_NS=%s: want a count of nanoseconds", c);
-        cfg.coalesce_ns = v; /* tr_system_new refuses what is too long */
-    }
+    /* tr_system_new refuses what is too long or too large. */
+    if ((v = env_count("COALESCE_NS", LLONG_MAX, "nanoseconds")) >= 0)
+        cfg.coalesce_ns = v;
+    if ((v = env_count("SPAWN_BACKLOG", UINT32_MAX, "actors")) >= 0)
+        cfg.spawn_backlog = (uint32_t)v;
     tr_system *sys = NULL;
     bench_check(tr_system_new(&cfg, &sys), "tr_system_new");
     bench_deadline(); /* the hang timeout counts from here */

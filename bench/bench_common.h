@@ -31,8 +31,8 @@ double bench_scale(void);
 /* `base` scaled by BENCH_SCALE, rounded, and never below `min`. */
 uint64_t bench_count(uint64_t base, uint64_t min);
 
-/* A system with TR_CONFIG_INIT, WORKERS and COALESCE_NS (if set); fails
- * on error. */
+/* A system with TR_CONFIG_INIT, and WORKERS, COALESCE_NS and
+ * SPAWN_BACKLOG (tr_config's fields) if set; fails on error. */
 tr_system *bench_system(void);
 
 /* A mailbox for the main thread; fails on error. */

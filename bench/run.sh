@@ -3,7 +3,7 @@
 # (so that peak RSS figures do not mix), under a timeout.
 #
 #   BUILD=build/release   where the programs are ($BUILD/bench/<name>)
-#   BENCH_SCALE, WORKERS, COALESCE_NS  passed through to every program
+#   BENCH_SCALE, WORKERS, COALESCE_NS, SPAWN_BACKLOG  passed through to every program
 #   BENCH_LIMIT=300       seconds before a program is killed as hung
 #
 # stdout carries only the programs' JSON lines; progress and the summary

@@ -58,6 +58,13 @@ typedef struct tr_spawn_opts {
      * over, such as `state` itself.  NULL for none. */
     void (*cleanup)(void *arg);
     void *cleanup_arg;
+    /* How long tr_spawn_loop, called by a thread that is not a worker,
+     * may wait for the workers while the system is over its spawn backlog
+     * (tr_config.spawn_backlog); TR_ETIMEDOUT if it passes first, and
+     * nothing is spawned.  Unlike elsewhere, 0 (the default) means no
+     * limit: the workers never block, so the wait always ends.  A deadline
+     * in the past, such as tr_after_ns(-1), never waits. */
+    tr_deadline deadline;
 } tr_spawn_opts;
 
 #define TR_SPAWN_OPTS_INIT ((tr_spawn_opts){0})
@@ -66,12 +73,17 @@ typedef struct tr_spawn_opts {
  * tr_spawn - start a handler-style actor.  `opts` may be NULL.
  * Any thread (worker or not) may call it.  On success *out (if not NULL)
  * receives the actor's ref.  Returns 0, TR_EINVAL, TR_ENOMEM, TR_ELIMIT
- * (max_actors reached) or TR_ESHUTDOWN.
+ * (max_actors reached) or TR_ESHUTDOWN.  A handler actor is not runnable
+ * until its first message, so this never waits for the spawn backlog.
  */
 TR_API int tr_spawn(tr_system *sys, tr_handler handler,
                     const tr_spawn_opts *opts, tr_ref *out);
 
-/* tr_spawn_loop - start a loop-style actor; as tr_spawn otherwise. */
+/*
+ * tr_spawn_loop - start a loop-style actor; as tr_spawn otherwise, except
+ * that a thread that is not a worker may wait for the spawn backlog
+ * (tr_config.spawn_backlog), and then also gets TR_ETIMEDOUT.
+ */
 TR_API int tr_spawn_loop(tr_system *sys, tr_body body,
                          const tr_spawn_opts *opts, tr_ref *out);
 

@@ -51,6 +51,13 @@ typedef struct tr_config {
      * runs, all work from outside waits through its gaps.  0: no gaps;
      * at most 10 ms. */
     int64_t coalesce_ns;
+    /* Backpressure on spawning from outside: while more than this many
+     * actors that threads outside the system made runnable wait for a
+     * worker, such a thread's tr_spawn_loop waits until the workers have
+     * taken three quarters of them (tr_spawn_opts.deadline).  It keeps a
+     * thread that spawns faster than the workers start actors from
+     * piling them up in memory.  0: no limit; at most 2^30. */
+    uint32_t spawn_backlog;
 } tr_config;
 
 #define TR_CONFIG_INIT                                                        \
@@ -60,7 +67,8 @@ typedef struct tr_config {
                  .stack_guard = 1,                                            \
                  .max_actors = 1u << 22,                                      \
                  .batch = 64,                                                 \
-                 .coalesce_ns = 100000})
+                 .coalesce_ns = 100000,                                       \
+                 .spawn_backlog = 4096})
 
 /*
  * tr_system_new - create a system and start its workers.
@@ -68,8 +76,8 @@ typedef struct tr_config {
  * system (free it with tr_system_free).  Call from any thread that is not
  * a troupe worker.
  * Returns 0, TR_EINVAL (a zero capacity or batch, a stack under 64 KiB,
- * max_actors beyond 2^31, a negative watchdog_ns, or a coalesce_ns
- * outside 0..10 ms), TR_ENOMEM, or
+ * max_actors beyond 2^31, a negative watchdog_ns, a coalesce_ns
+ * outside 0..10 ms, or a spawn_backlog over 2^30), TR_ENOMEM, or
  * TR_ESYS (a thread could not be started).
  */
 TR_API int tr_system_new(const tr_config *config, tr_system **out);

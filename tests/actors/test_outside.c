@@ -1,7 +1,8 @@
 /*
  * test_outside.c - work handed in by threads that are not workers: the
  * policy that paces it (actors/coalesce.h), the queue it goes through,
- * and the hazard words that hold a send's target (actors/hazard.h).
+ * the bound on spawns from outside (actors/backlog.h), and the hazard
+ * words that hold a send's target (actors/hazard.h).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -269,6 +270,165 @@ static void test_a_long_turn_from_outside_does_not_hold_up_the_next(void **state
     tr_system_free(sys);
 }
 
+/* ---- spawning from a thread: the backlog (actors/backlog.h) ------------ */
+
+enum { BACKLOG = 64, BACKLOG_SLACK = 16 /* CHECK_EVERY in backlog.c */ };
+
+static atomic_int blocker_started, blocker_release;
+static tr_ref greet_to;
+
+/* Holds the only worker, so that nothing spawned from outside starts. */
+static int blocker(tr_actor *self)
+{
+    (void)self;
+    atomic_store(&blocker_started, 1);
+    while (!atomic_load(&blocker_release))
+        ;
+    return 0;
+}
+
+static int greeter(tr_actor *self)
+{
+    uint64_t id = (uint64_t)(uintptr_t)tr_actor_state(self);
+    return test_send(tr_actor_system(self), greet_to, 8, id, 0) ? -1 : 0;
+}
+
+static int ignore(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    (void)m;
+    return 0;
+}
+
+/* One worker, held by a blocker; hellos go to *mb. */
+static tr_system *held_system(uint32_t backlog, tr_mailbox **mb)
+{
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = 1;
+    cfg.spawn_backlog = backlog;
+    tr_system *sys = NULL;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    assert_int_equal(tr_mailbox_new(sys, 4095, mb), 0);
+    greet_to = tr_mailbox_ref(*mb);
+    atomic_store(&blocker_started, 0);
+    atomic_store(&blocker_release, 0);
+    assert_int_equal(tr_spawn_loop(sys, blocker, NULL, NULL), 0);
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&blocker_started))
+        if (tr_now() > deadline)
+            fail_msg("the blocker never started");
+    return sys;
+}
+
+static int spawn_greeter(tr_system *sys, uint64_t id, tr_deadline deadline)
+{
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = (void *)(uintptr_t)id;
+    o.deadline = deadline;
+    return tr_spawn_loop(sys, greeter, &o, NULL);
+}
+
+/* Every id below `n` says hello exactly once. */
+static void expect_hellos(tr_mailbox *mb, uint64_t n)
+{
+    unsigned char *seen = calloc(n, 1);
+    assert_non_null(seen);
+    for (uint64_t i = 0; i < n; i++) {
+        tr_msg m = test_recv(mb);
+        assert_int_equal(m.tag, 8);
+        assert_true(m.a < n);
+        assert_int_equal(seen[m.a]++, 0);
+    }
+    free(seen);
+    tr_msg extra;
+    assert_int_equal(tr_mailbox_recv(mb, &extra, tr_after_ms(20)), TR_ETIMEDOUT);
+}
+
+/*
+ * While the only worker is held, a thread's spawns pile up until the
+ * backlog is full; then a spawn waits, and fails at its deadline without
+ * spawning anything.  Handler actors, which are not runnable yet, do not
+ * wait.  Once the worker is free, spawns without a deadline go on, each
+ * waiting as long as it must, and every actor runs once.
+ */
+static void test_a_thread_that_spawns_waits_while_the_workers_are_behind(void **state)
+{
+    (void)state;
+    tr_mailbox *mb;
+    tr_system *sys = held_system(BACKLOG, &mb);
+    uint64_t n = 0;
+    int rc;
+    while ((rc = spawn_greeter(sys, n, tr_after_ms(20))) == 0)
+        assert_true(++n <= BACKLOG + BACKLOG_SLACK);
+    assert_int_equal(rc, TR_ETIMEDOUT);
+    assert_true(n > BACKLOG);
+    assert_int_equal(spawn_greeter(sys, n, tr_after_ns(-1)), TR_ETIMEDOUT);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.deadline = tr_after_ns(-1);
+    assert_int_equal(tr_spawn(sys, ignore, &o, NULL), 0);
+
+    atomic_store(&blocker_release, 1);
+    /* A deadline, not 0: a lost wake-up fails rather than hangs. */
+    for (uint64_t i = 0; i < 40 * BACKLOG; i++)
+        assert_int_equal(spawn_greeter(sys, n++, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    expect_hellos(mb, n);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
+/* With no limit, the same spawns never wait. */
+static void test_spawns_from_a_thread_never_wait_without_a_backlog_limit(void **state)
+{
+    (void)state;
+    tr_mailbox *mb;
+    tr_system *sys = held_system(0, &mb);
+    enum { SPAWNS = 100 * BACKLOG };
+    for (uint64_t i = 0; i < SPAWNS; i++)
+        assert_int_equal(spawn_greeter(sys, i, tr_after_ns(-1)), 0);
+    atomic_store(&blocker_release, 1);
+    expect_hellos(mb, SPAWNS);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
+static tr_system *spawner_sys;
+static atomic_int spawner_rc;
+
+/* Spawns until a spawn fails, then lets the blocker go. */
+static void *spawn_until_refused(void *arg)
+{
+    (void)arg;
+    int rc;
+    tr_deadline deadline = tr_after_ms(TEST_DEADLINE_MS);
+    for (uint64_t i = 0; (rc = spawn_greeter(spawner_sys, i, deadline)) == 0; i++)
+        ;
+    atomic_store(&spawner_rc, rc);
+    atomic_store(&blocker_release, 1);
+    return NULL;
+}
+
+/* A spawn waiting for the workers ends with TR_ESHUTDOWN when the system
+ * stops (a spawn the stop did not wake would end at its deadline, with
+ * TR_ETIMEDOUT); the shutdown itself then completes. */
+static void test_a_spawn_waiting_for_the_workers_ends_at_shutdown(void **state)
+{
+    (void)state;
+    tr_mailbox *mb;
+    tr_system *sys = spawner_sys = held_system(BACKLOG, &mb);
+    atomic_store(&spawner_rc, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, spawn_until_refused, NULL), 0);
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (atomic_load(&sys->backlog.pushed) - atomic_load(&sys->backlog.taken) <= BACKLOG)
+        if (tr_now() > deadline)
+            fail_msg("the spawner never filled the backlog");
+    assert_int_equal(tr_system_shutdown(sys, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&spawner_rc), TR_ESHUTDOWN);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
 /* ---- hazard words of threads ------------------------------------------- */
 
 enum { CHURN_TARGETS = 16, CHURN_THREADS = TR__FOREIGN_HAZARDS + 16 };
@@ -393,6 +553,9 @@ int main(void)
         cmocka_unit_test(test_a_stream_from_a_thread_arrives_whole_and_is_coalesced),
         cmocka_unit_test(test_a_yield_loop_does_not_starve_work_from_outside),
         cmocka_unit_test(test_a_long_turn_from_outside_does_not_hold_up_the_next),
+        cmocka_unit_test(test_a_thread_that_spawns_waits_while_the_workers_are_behind),
+        cmocka_unit_test(test_spawns_from_a_thread_never_wait_without_a_backlog_limit),
+        cmocka_unit_test(test_a_spawn_waiting_for_the_workers_ends_at_shutdown),
         cmocka_unit_test(test_more_threads_than_hazard_words_send_to_ending_actors),
         cmocka_unit_test(test_a_new_system_is_not_taken_for_a_freed_one),
         cmocka_unit_test(test_a_thread_holds_one_hazard_word_per_system),

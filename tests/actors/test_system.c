@@ -25,6 +25,9 @@ static void test_bad_configs_are_rejected(void **state)
     assert_int_equal(tr_system_new(&c, &sys), TR_EINVAL);
     c.coalesce_ns = 10000001; /* over 10 ms */
     assert_int_equal(tr_system_new(&c, &sys), TR_EINVAL);
+    c = TR_CONFIG_INIT;
+    c.spawn_backlog = (1u << 30) + 1;
+    assert_int_equal(tr_system_new(&c, &sys), TR_EINVAL);
     assert_int_equal(tr_system_new(NULL, NULL), TR_EINVAL);
     assert_null(sys);
     assert_int_equal(tr_system_new(NULL, &sys), 0);
