@@ -516,8 +516,17 @@ static inline void tr__hold_release(struct tr_system *sys, tr__hold *h)
         tr__ref_put(sys, h->ref, h->obj, h->kind);
 }
 
+/* The sender's ref on a thread that is not a worker: the mailbox it owns
+ * in `sys`, if any (owned.c). */
+tr_ref tr__thread_sender_ref(struct tr_system *sys);
+
 /* The ref that tr_send stamps as the sender on the calling thread; `w`
  * is tr__worker_now(), which the caller has at hand. */
-tr_ref tr__sender_ref(struct tr_system *sys, tr__worker *w);
+static inline tr_ref tr__sender_ref(struct tr_system *sys, tr__worker *w)
+{
+    if (w)
+        return w->current && w->sys == sys ? w->current->mbox.ref : TR_REF_NONE;
+    return tr__thread_sender_ref(sys);
+}
 
 #endif

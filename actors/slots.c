@@ -5,24 +5,9 @@
 
 #include "troupe/error.h"
 
-#define ALIVE 1ull
+#define ALIVE TR__SLOT_ALIVE
 #define BORROW 2ull
 #define BORROW_MASK 0xFFFFFFFEull
-
-static tr__slot *slot_at(tr__slots *t, uint32_t index)
-{
-    if (index >= t->max)
-        return NULL;
-    tr__slot *chunk = atomic_load_explicit(&t->chunks[index >> TR__SLOT_CHUNK_SHIFT],
-                                           memory_order_acquire);
-    return chunk ? &chunk[index & (TR__SLOT_CHUNK - 1)] : NULL;
-}
-
-static tr__slot *slot_of(tr__slots *t, tr_ref ref)
-{
-    uint32_t index = (uint32_t)ref;
-    return index ? slot_at(t, index - 1) : NULL;
-}
 
 int tr__slots_init(tr__slots *t, uint32_t max)
 {
@@ -44,7 +29,7 @@ void tr__slots_destroy(tr__slots *t)
 /* Push the chain head..tail (indexes + 1, linked by next_free). */
 static void push_free(tr__slots *t, uint32_t head, uint32_t tail)
 {
-    tr__slot *last = slot_at(t, tail - 1);
+    tr__slot *last = tr__slot_at(t, tail - 1);
     uint64_t top = atomic_load_explicit(&t->free_top, memory_order_relaxed);
     uint64_t want;
     do {
@@ -63,7 +48,7 @@ static uint32_t pop_free(tr__slots *t)
         uint32_t first = (uint32_t)top;
         if (!first)
             return 0;
-        uint32_t next = atomic_load_explicit(&slot_at(t, first - 1)->next_free,
+        uint32_t next = atomic_load_explicit(&tr__slot_at(t, first - 1)->next_free,
                                              memory_order_relaxed);
         uint64_t want = ((top >> 32) + 1) << 32 | next;
         if (atomic_compare_exchange_weak_explicit(&t->free_top, &top, want,
@@ -93,7 +78,7 @@ static uint32_t fresh_slot(tr__slots *t, int *rc)
         }
         for (unsigned i = 0; i < TR__SLOT_CHUNK; i++)
             atomic_init(&chunk[i].word, 1ull << 32); /* generation 1 */
-        /* Pairs with the acquire in slot_at. */
+        /* Pairs with the acquire in tr__slot_at. */
         atomic_store_explicit(chunkp, chunk, memory_order_release);
     }
     t->used++;
@@ -108,7 +93,7 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
     int rc = 0;
     if (c && c->head) {
         first = c->head;
-        c->head = atomic_load_explicit(&slot_at(t, first - 1)->next_free,
+        c->head = atomic_load_explicit(&tr__slot_at(t, first - 1)->next_free,
                                        memory_order_relaxed);
         if (--c->len == 0)
             c->tail = 0;
@@ -118,7 +103,7 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
     if (!first && !(first = fresh_slot(t, &rc)))
         return rc;
     uint32_t index = first - 1;
-    tr__slot *s = slot_at(t, index);
+    tr__slot *s = tr__slot_at(t, index);
     s->kind = kind;
     atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
     uint64_t gen = atomic_load_explicit(&s->word, memory_order_relaxed) >> 32;
@@ -130,7 +115,7 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
 
 void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind)
 {
-    tr__slot *s = slot_of(t, ref);
+    tr__slot *s = tr__slot_of(t, ref);
     if (!s)
         return NULL;
     uint64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
@@ -144,22 +129,9 @@ void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind)
     return atomic_load_explicit(&s->obj, memory_order_relaxed);
 }
 
-void *tr__slot_peek(tr__slots *t, tr_ref ref, uint8_t *kind)
-{
-    tr__slot *s = slot_of(t, ref);
-    if (!s)
-        return NULL;
-    /* seq_cst: after the caller's hazard store, before tr__slot_kill. */
-    uint64_t w = atomic_load(&s->word);
-    if ((w >> 32) != (ref >> 32) || !(w & ALIVE))
-        return NULL;
-    *kind = s->kind;
-    return atomic_load_explicit(&s->obj, memory_order_relaxed);
-}
-
 bool tr__slot_put(tr__slots *t, tr_ref ref)
 {
-    tr__slot *s = slot_of(t, ref);
+    tr__slot *s = tr__slot_of(t, ref);
     /* acq_rel: the destroyer must see every borrower's last access. */
     uint64_t old = atomic_fetch_sub_explicit(&s->word, BORROW, memory_order_acq_rel);
     return (old & BORROW_MASK) == BORROW && !(old & ALIVE);
@@ -167,7 +139,7 @@ bool tr__slot_put(tr__slots *t, tr_ref ref)
 
 bool tr__slot_kill(tr__slots *t, tr_ref ref)
 {
-    tr__slot *s = slot_of(t, ref);
+    tr__slot *s = tr__slot_of(t, ref);
     /* seq_cst: a hazard announced before a peek that saw the slot alive
      * is seen by the destroyer that comes after this (tr__slot_peek). */
     uint64_t old = atomic_fetch_and(&s->word, ~ALIVE);
@@ -177,7 +149,7 @@ bool tr__slot_kill(tr__slots *t, tr_ref ref)
 void tr__slot_release(tr__slots *t, tr__slot_cache *c, tr_ref ref)
 {
     uint32_t first = (uint32_t)ref;
-    tr__slot *s = slot_at(t, first - 1);
+    tr__slot *s = tr__slot_at(t, first - 1);
     uint64_t gen = (ref >> 32) + 1;
     if ((uint32_t)gen == 0)
         gen = 1;
@@ -206,7 +178,7 @@ void tr__slots_each(tr__slots *t, void (*fn)(void *obj, uint8_t kind, void *arg)
                     void *arg)
 {
     for (uint32_t i = 0; i < t->used; i++) {
-        tr__slot *s = slot_at(t, i);
+        tr__slot *s = tr__slot_at(t, i);
         atomic_load_explicit(&s->word, memory_order_acquire);
         void *obj = atomic_load_explicit(&s->obj, memory_order_relaxed);
         if (obj)

@@ -71,12 +71,42 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
 /* Borrow the object behind a live ref; NULL if it is stale or dead. */
 void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind);
 
+#define TR__SLOT_ALIVE 1ull
+
+/* The slot at `index`, or NULL past the table's end or its chunks. */
+static inline tr__slot *tr__slot_at(tr__slots *t, uint32_t index)
+{
+    if (index >= t->max)
+        return NULL;
+    tr__slot *chunk = atomic_load_explicit(&t->chunks[index >> TR__SLOT_CHUNK_SHIFT],
+                                           memory_order_acquire);
+    return chunk ? &chunk[index & (TR__SLOT_CHUNK - 1)] : NULL;
+}
+
+static inline tr__slot *tr__slot_of(tr__slots *t, tr_ref ref)
+{
+    uint32_t index = (uint32_t)ref;
+    return index ? tr__slot_at(t, index - 1) : NULL;
+}
+
 /*
  * The object behind a live ref, without borrowing it: the caller must
  * keep it from being destroyed by other means (a hazard announced
- * before the call, with a seq_cst store; see tr__hazard_wait).
+ * before the call, with a seq_cst store; see tr__hazard_wait).  Inline:
+ * every send makes one.
  */
-void *tr__slot_peek(tr__slots *t, tr_ref ref, uint8_t *kind);
+static inline void *tr__slot_peek(tr__slots *t, tr_ref ref, uint8_t *kind)
+{
+    tr__slot *s = tr__slot_of(t, ref);
+    if (!s)
+        return NULL;
+    /* seq_cst: after the caller's hazard store, before tr__slot_kill. */
+    uint64_t w = atomic_load(&s->word);
+    if ((w >> 32) != (ref >> 32) || !(w & TR__SLOT_ALIVE))
+        return NULL;
+    *kind = s->kind;
+    return atomic_load_explicit(&s->obj, memory_order_relaxed);
+}
 
 /* Drop a borrow; true if the caller must now destroy the object. */
 bool tr__slot_put(tr__slots *t, tr_ref ref);

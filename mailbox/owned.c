@@ -232,10 +232,8 @@ void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline)
     tr__futex_wait(mb->flag, 0, deadline);
 }
 
-tr_ref tr__sender_ref(tr_system *sys, tr__worker *w)
+tr_ref tr__thread_sender_ref(tr_system *sys)
 {
-    if (w)
-        return w->current && w->sys == sys ? w->current->mbox.ref : TR_REF_NONE;
     for (tr__owned_mailbox *o = tls_owner ? tls_owner->head : NULL; o; o = o->next_owned)
         if (o->mb.sys == sys)
             return o->mb.ref;
