@@ -40,18 +40,25 @@ static _Atomic tr_ref *claim(struct tr_system *sys)
     return &sys->foreign[i].ref;
 }
 
-_Atomic tr_ref *tr__foreign_hazard(struct tr_system *sys)
+/* A miss: a system not used lately, or made where a freed one was.
+ * None left stays none: words are never given back.  Out of line, so that
+ * the hit, at every send from the thread, is a short function. */
+static __attribute__((noinline)) _Atomic tr_ref *cache_miss(struct tr_system *sys)
 {
-    for (unsigned i = 0; i < CACHED; i++)
-        if (tls_hazards[i].sys == sys && tls_hazards[i].serial == sys->serial)
-            return tls_hazards[i].word;
-    /* A miss: a system not used lately, or made where a freed one was.
-     * None left stays none: words are never given back. */
     unsigned i = tls_next++ % CACHED;
     tls_hazards[i].sys = sys;
     tls_hazards[i].serial = sys->serial;
     tls_hazards[i].word = claim(sys);
     return tls_hazards[i].word;
+}
+
+_Atomic tr_ref *tr__foreign_hazard(struct tr_system *sys)
+{
+    uint64_t serial = sys->serial;
+    for (__typeof__(&tls_hazards[0]) h = tls_hazards; h < tls_hazards + CACHED; h++)
+        if (h->sys == sys && h->serial == serial)
+            return h->word;
+    return cache_miss(sys);
 }
 
 void tr__hazard_wait(struct tr_system *sys, tr_ref ref)
