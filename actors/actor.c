@@ -30,12 +30,16 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
         return TR_EINVAL;
 
     /* A body is runnable at once: from outside, that may have to wait
-     * for the workers (backlog.h).  Actors never wait here. */
-    tr__worker *w = tr__worker_now();
-    if (body && !(w && w->sys == sys) &&
-        (rc = tr__backlog_wait(&sys->backlog, o.deadline ? o.deadline : TR_FOREVER,
-                               &sys->stopping)))
-        return rc;
+     * for the workers (backlog.h).  Workers never wait here, not even for
+     * another system's: a worker must not block.  A waiting thread is
+     * counted, as a send's is, so that the system is not freed under it. */
+    if (body && !tr__worker_now() && tr__backlog_over(&sys->backlog)) {
+        atomic_fetch_add(&sys->foreign_waiters, 1);
+        rc = tr__backlog_wait(&sys->backlog, o.deadline, &sys->stopping);
+        atomic_fetch_sub(&sys->foreign_waiters, 1);
+        if (rc)
+            return rc;
+    }
     struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR);
     if (!a)
         return TR_ENOMEM;

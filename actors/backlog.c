@@ -20,14 +20,19 @@ static bool reached(uint32_t taken, uint32_t target)
     return (int32_t)(taken - target) >= 0;
 }
 
-int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *stopping)
+bool tr__backlog_over(tr__backlog *b)
 {
     uint32_t pushed = atomic_load_explicit(&b->pushed, memory_order_relaxed);
-    /* One look at the takers' line in CHECK_EVERY pushes keeps it theirs. */
-    if (!b->high || pushed % CHECK_EVERY ||
-        pushed - atomic_load_explicit(&b->taken, memory_order_relaxed) <= b->high)
-        return 0;
-    uint32_t target = pushed - b->low;
+    /* One look at the takers' line in CHECK_EVERY pushes keeps it theirs.
+     * As int32: a take counted after our read of `pushed` is no backlog. */
+    return b->high && pushed % CHECK_EVERY == 0 &&
+           (int32_t)(pushed - atomic_load_explicit(&b->taken, memory_order_relaxed)) >
+               (int32_t)b->high;
+}
+
+int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *stopping)
+{
+    uint32_t target = atomic_load_explicit(&b->pushed, memory_order_relaxed) - b->low;
     if (!target)
         target = 1; /* 0 means no one waits */
     for (;;) {
@@ -39,12 +44,18 @@ int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *st
                 continue;
             posted = target;
         }
+        /* The deadline first: a wake-up that came only at the deadline
+         * is a wait that lasted until it. */
+        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
+            return TR_ETIMEDOUT;
         if (reached(atomic_load(&b->taken), target))
             return 0;
-        if (deadline != TR_FOREVER && tr_now() >= deadline)
-            return TR_ETIMEDOUT;
-        if (atomic_load_explicit(stopping, memory_order_relaxed))
+        if (atomic_load(stopping)) {
+            /* Another waiter may have posted again after the stop's wake-up
+             * and gone to sleep on it: wake it too. */
+            tr__backlog_wake_all(b);
             return TR_ESHUTDOWN;
+        }
         tr__futex_wait(&b->wake_at, posted, deadline);
     }
 }

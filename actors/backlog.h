@@ -4,7 +4,8 @@
  *
  * Overview: a thread that is not a worker can spawn loop actors faster
  * than the workers start them (about 8 million a second against 5 on the
- * two cores here).  Unchecked, the outside queue then grew to 300,000
+ * two cores here).  (Everything made runnable from outside counts, actors
+ * woken by a thread's sends too; only spawns wait.)  Unchecked, the outside queue then grew to 300,000
  * actors, 100 MB that no cache holds, and the workers slowed down to the
  * speed of memory while they drained it.  So such a spawn waits while more
  * than `high` actors wait in the outside queue, until the workers have
@@ -54,10 +55,14 @@ static inline void tr__backlog_took(tr__backlog *b)
         tr__futex_wake(&b->wake_at, INT_MAX);
 }
 
+/* Whether a spawn from outside must wait: the backlog is over `high`.
+ * Looks at the takers' count only once in 16 pushes (backlog.c). */
+bool tr__backlog_over(tr__backlog *b);
+
 /*
- * Wait, if the backlog is over `high`, until it is down to `low`, the
- * deadline passes (TR_ETIMEDOUT) or `stopping` is raised (TR_ESHUTDOWN).
- * Only threads that are not workers call it.
+ * Wait (the backlog was over `high`) until it is down to `low`, the
+ * deadline passes (TR_ETIMEDOUT; TR_NOW does not wait) or `stopping` is
+ * raised (TR_ESHUTDOWN).  Only threads that are not workers call it.
  */
 int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *stopping);
 

@@ -246,6 +246,7 @@ int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason
     o.state = w;
     o.cleanup = free; /* even if it never runs */
     o.cleanup_arg = w;
+    o.deadline = deadline; /* a thread may wait for the spawn backlog */
     if (!w)
         rc = TR_ENOMEM;
     else if ((*w = (end_watch){ref, tr_mailbox_ref(mb)}),

@@ -60,14 +60,16 @@ typedef struct tr_spawn_opts {
     void *cleanup_arg;
     /* How long tr_spawn_loop, called by a thread that is not a worker,
      * may wait for the workers while the system is over its spawn backlog
-     * (tr_config.spawn_backlog); TR_ETIMEDOUT if it passes first, and
-     * nothing is spawned.  Unlike elsewhere, 0 (the default) means no
-     * limit: the workers never block, so the wait always ends.  A deadline
-     * in the past, such as tr_after_ns(-1), never waits. */
+     * (tr_config.spawn_backlog): TR_FOREVER (the default of
+     * TR_SPAWN_OPTS_INIT) waits until the workers have started enough,
+     * however long their turns keep them; TR_NOW never waits.  If the
+     * deadline passes first, TR_ETIMEDOUT, and nothing is spawned.  Note
+     * that a struct zeroed by hand holds TR_NOW: start from
+     * TR_SPAWN_OPTS_INIT. */
     tr_deadline deadline;
 } tr_spawn_opts;
 
-#define TR_SPAWN_OPTS_INIT ((tr_spawn_opts){0})
+#define TR_SPAWN_OPTS_INIT ((tr_spawn_opts){.deadline = TR_FOREVER})
 
 /*
  * tr_spawn - start a handler-style actor.  `opts` may be NULL.
@@ -82,7 +84,9 @@ TR_API int tr_spawn(tr_system *sys, tr_handler handler,
 /*
  * tr_spawn_loop - start a loop-style actor; as tr_spawn otherwise, except
  * that a thread that is not a worker may wait for the spawn backlog
- * (tr_config.spawn_backlog), and then also gets TR_ETIMEDOUT.
+ * (tr_config.spawn_backlog, tr_spawn_opts.deadline): then also
+ * TR_ETIMEDOUT, and TR_ESHUTDOWN if the system stops meanwhile.  An actor
+ * never waits here, whatever system it spawns into.
  */
 TR_API int tr_spawn_loop(tr_system *sys, tr_body body,
                          const tr_spawn_opts *opts, tr_ref *out);

@@ -96,10 +96,11 @@ typedef struct tr_supervisor_opts {
  * tr_supervisor_start - spawn a supervisor with `n` children (specs are
  * copied).  It starts them before its first restart decision; a child
  * that fails to start makes it stop the ones started and end with that
- * error.  Any thread may call it.  Returns 0, TR_EINVAL (NULL system or
- * start function, n over TR_SUPERVISOR_MAX, intensity over
- * TR_SUPERVISOR_MAX_INTENSITY, a bad strategy or backoff), TR_ENOMEM, or
- * tr_spawn's errors.
+ * error.  Any thread may call it; one that is not a worker may wait for
+ * the spawn backlog as tr_spawn_loop does, with no deadline.  Returns 0,
+ * TR_EINVAL (NULL system or start function, n over TR_SUPERVISOR_MAX,
+ * intensity over TR_SUPERVISOR_MAX_INTENSITY, a bad strategy or backoff),
+ * TR_ENOMEM, or tr_spawn_loop's errors.
  */
 #define TR_SUPERVISOR_MAX 1000000
 TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,

@@ -88,7 +88,8 @@ TR_API int tr_system_new(const tr_config *config, tr_system **out);
  * never run again; handlers that are running finish their current call.
  * Then every actor is destroyed: queued messages are released (their
  * destructors run), stacks are returned.  Threads that are not workers
- * and are blocked in a send to an actor are woken with TR_ENOACTOR.
+ * and are blocked in a send to an actor are woken with TR_ENOACTOR; those
+ * waiting in tr_spawn_loop for the spawn backlog, with TR_ESHUTDOWN.
  * Waits for the workers until `deadline`.  Call from a thread that is
  * not a worker of this system.
  * Returns 0, TR_ETIMEDOUT (a handler did not return in time; call again

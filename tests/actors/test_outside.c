@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "support.h"
 #include "runtime.h"
@@ -362,13 +363,14 @@ static void test_a_thread_that_spawns_waits_while_the_workers_are_behind(void **
         assert_true(++n <= BACKLOG + BACKLOG_SLACK);
     assert_int_equal(rc, TR_ETIMEDOUT);
     assert_true(n > BACKLOG);
-    assert_int_equal(spawn_greeter(sys, n, tr_after_ns(-1)), TR_ETIMEDOUT);
+    assert_int_equal(spawn_greeter(sys, n, TR_NOW), TR_ETIMEDOUT);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
-    o.deadline = tr_after_ns(-1);
+    o.deadline = TR_NOW;
     assert_int_equal(tr_spawn(sys, ignore, &o, NULL), 0);
 
     atomic_store(&blocker_release, 1);
-    /* A deadline, not 0: a lost wake-up fails rather than hangs. */
+    /* A deadline, not TR_FOREVER: a lost wake-up fails (a wait that lasts
+     * until its deadline is TR_ETIMEDOUT) rather than hangs. */
     for (uint64_t i = 0; i < 40 * BACKLOG; i++)
         assert_int_equal(spawn_greeter(sys, n++, tr_after_ms(TEST_DEADLINE_MS)), 0);
     expect_hellos(mb, n);
@@ -384,7 +386,7 @@ static void test_spawns_from_a_thread_never_wait_without_a_backlog_limit(void **
     tr_system *sys = held_system(0, &mb);
     enum { SPAWNS = 100 * BACKLOG };
     for (uint64_t i = 0; i < SPAWNS; i++)
-        assert_int_equal(spawn_greeter(sys, i, tr_after_ns(-1)), 0);
+        assert_int_equal(spawn_greeter(sys, i, TR_NOW), 0);
     atomic_store(&blocker_release, 1);
     expect_hellos(mb, SPAWNS);
     tr_mailbox_free(mb);
@@ -392,41 +394,101 @@ static void test_spawns_from_a_thread_never_wait_without_a_backlog_limit(void **
 }
 
 static tr_system *spawner_sys;
-static atomic_int spawner_rc;
+static atomic_int spawner_rc[2];
 
 /* Spawns until a spawn fails, then lets the blocker go. */
 static void *spawn_until_refused(void *arg)
 {
-    (void)arg;
+    atomic_int *rc_out = arg;
     int rc;
     tr_deadline deadline = tr_after_ms(TEST_DEADLINE_MS);
     for (uint64_t i = 0; (rc = spawn_greeter(spawner_sys, i, deadline)) == 0; i++)
         ;
-    atomic_store(&spawner_rc, rc);
+    atomic_store(rc_out, rc);
     atomic_store(&blocker_release, 1);
     return NULL;
 }
 
-/* A spawn waiting for the workers ends with TR_ESHUTDOWN when the system
+/* Spawns waiting for the workers end with TR_ESHUTDOWN when the system
  * stops (a spawn the stop did not wake would end at its deadline, with
- * TR_ETIMEDOUT); the shutdown itself then completes. */
-static void test_a_spawn_waiting_for_the_workers_ends_at_shutdown(void **state)
+ * TR_ETIMEDOUT); the shutdown itself then completes.  Two of them, as
+ * a waiter can post its target again after the stop's wake-up. */
+static void test_spawns_waiting_for_the_workers_end_at_shutdown(void **state)
 {
     (void)state;
     tr_mailbox *mb;
     tr_system *sys = spawner_sys = held_system(BACKLOG, &mb);
-    atomic_store(&spawner_rc, 0);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, spawn_until_refused, NULL), 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&spawner_rc[i], 0);
+        assert_int_equal(pthread_create(&t[i], NULL, spawn_until_refused, &spawner_rc[i]), 0);
+    }
+    /* Both are in the wait once counted (actor.c), and then soon asleep. */
     int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
-    while (atomic_load(&sys->backlog.pushed) - atomic_load(&sys->backlog.taken) <= BACKLOG)
+    while (atomic_load(&sys->foreign_waiters) != 2)
         if (tr_now() > deadline)
-            fail_msg("the spawner never filled the backlog");
+            fail_msg("the spawners never both waited");
+    struct timespec settle = {0, 50 * 1000000};
+    nanosleep(&settle, NULL);
     assert_int_equal(tr_system_shutdown(sys, tr_after_ms(TEST_DEADLINE_MS)), 0);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(atomic_load(&spawner_rc), TR_ESHUTDOWN);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(atomic_load(&spawner_rc[i]), TR_ESHUTDOWN);
+    }
+    assert_int_equal(atomic_load(&sys->foreign_waiters), 0);
     tr_mailbox_free(mb);
     tr_system_free(sys);
+}
+
+static tr_system *full_sys;
+static uint64_t across_id;
+
+/* An actor of another system spawns into the full one. */
+static int spawn_across(tr_actor *self, tr_msg *m)
+{
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT; /* TR_FOREVER */
+    o.state = (void *)(uintptr_t)across_id;
+    int rc = tr_spawn_loop(full_sys, greeter, &o, NULL);
+    return test_send(tr_actor_system(self), m->from, 9, (uint64_t)(int64_t)rc, 0) ? -1 : 0;
+}
+
+/* An actor never waits for a backlog, even another system's: its worker
+ * would block.  The spawn goes ahead at once. */
+static void test_an_actor_spawning_into_a_full_system_does_not_wait(void **state)
+{
+    (void)state;
+    tr_mailbox *hellos;
+    full_sys = held_system(BACKLOG, &hellos);
+    uint64_t n = 0;
+    while (spawn_greeter(full_sys, n, TR_NOW) == 0)
+        n++;
+    across_id = n;
+    tr_system *other = test_system(1);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(other, 4, &mb), 0);
+    tr_ref spawner;
+    assert_int_equal(tr_spawn(other, spawn_across, NULL, &spawner), 0);
+    tr_msg go = tr_msg_words(1, 0, 0);
+    go.from = tr_mailbox_ref(mb);
+    assert_int_equal(tr_send(other, spawner, &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    tr_msg r = test_recv(mb);
+    assert_int_equal(r.tag, 9);
+    assert_int_equal((int)(int64_t)r.a, 0);
+    atomic_store(&blocker_release, 1);
+    expect_hellos(hellos, n + 1);
+    tr_mailbox_free(mb);
+    tr_system_free(other);
+    tr_mailbox_free(hellos);
+    tr_system_free(full_sys);
+}
+
+/* A failed assertion leaves its system behind: free its only worker at
+ * least, so that the suites after it get both cores. */
+static int release_blocker(void **state)
+{
+    (void)state;
+    atomic_store(&blocker_release, 1);
+    return 0;
 }
 
 /* ---- hazard words of threads ------------------------------------------- */
@@ -553,9 +615,14 @@ int main(void)
         cmocka_unit_test(test_a_stream_from_a_thread_arrives_whole_and_is_coalesced),
         cmocka_unit_test(test_a_yield_loop_does_not_starve_work_from_outside),
         cmocka_unit_test(test_a_long_turn_from_outside_does_not_hold_up_the_next),
-        cmocka_unit_test(test_a_thread_that_spawns_waits_while_the_workers_are_behind),
-        cmocka_unit_test(test_spawns_from_a_thread_never_wait_without_a_backlog_limit),
-        cmocka_unit_test(test_a_spawn_waiting_for_the_workers_ends_at_shutdown),
+        cmocka_unit_test_teardown(test_a_thread_that_spawns_waits_while_the_workers_are_behind,
+                                  release_blocker),
+        cmocka_unit_test_teardown(test_spawns_from_a_thread_never_wait_without_a_backlog_limit,
+                                  release_blocker),
+        cmocka_unit_test_teardown(test_spawns_waiting_for_the_workers_end_at_shutdown,
+                                  release_blocker),
+        cmocka_unit_test_teardown(test_an_actor_spawning_into_a_full_system_does_not_wait,
+                                  release_blocker),
         cmocka_unit_test(test_more_threads_than_hazard_words_send_to_ending_actors),
         cmocka_unit_test(test_a_new_system_is_not_taken_for_a_freed_one),
         cmocka_unit_test(test_a_thread_holds_one_hazard_word_per_system),
