@@ -63,5 +63,5 @@ int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *st
 void tr__backlog_wake_all(tr__backlog *b)
 {
     atomic_store(&b->wake_at, 0);
-    tr__futex_wake(&b->wake_at, INT_MAX);
+    tr__backlog_wake(b);
 }

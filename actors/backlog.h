@@ -43,16 +43,22 @@ static inline void tr__backlog_pushed(tr__backlog *b)
     atomic_fetch_add_explicit(&b->pushed, 1, memory_order_relaxed);
 }
 
-/* Under the outside queue's try-lock, once per actor taken. */
-static inline void tr__backlog_took(tr__backlog *b)
+/* Under the outside queue's try-lock, once per actor taken; true if the
+ * caller must wake the waiters (tr__backlog_wake), once it has let the
+ * lock go, so that the system call does not hold up the other takers. */
+static inline bool tr__backlog_took(tr__backlog *b)
 {
     /* seq_cst, then the load: pairs with the waiter's store of wake_at
      * and its load of taken (tr__backlog_wait). */
     uint32_t t = atomic_fetch_add(&b->taken, 1) + 1;
     tr__fence_after_rmw();
     uint32_t at = atomic_load_explicit(&b->wake_at, memory_order_relaxed);
-    if (at && (int32_t)(t - at) >= 0 && atomic_compare_exchange_strong(&b->wake_at, &at, 0))
-        tr__futex_wake(&b->wake_at, INT_MAX);
+    return at && (int32_t)(t - at) >= 0 && atomic_compare_exchange_strong(&b->wake_at, &at, 0);
+}
+
+static inline void tr__backlog_wake(tr__backlog *b)
+{
+    tr__futex_wake(&b->wake_at, INT_MAX);
 }
 
 /* Whether a spawn from outside must wait: the backlog is over `high`.

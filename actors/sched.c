@@ -201,8 +201,9 @@ static struct tr_actor *outside_pop(tr__worker *w)
         return NULL;
     tr__inject_node *n = tr__inject_take(q);
     struct tr_actor *a = actor_of(n);
+    bool wake_spawners = false;
     if (a) {
-        tr__backlog_took(&sys->backlog);
+        wake_spawners = tr__backlog_took(&sys->backlog);
         if (!tr__coalesce_draining(c)) {
             /* The stub as newest means ours was the last node. */
             tr__inject_node *newest = tr__inject_newest(q);
@@ -213,6 +214,8 @@ static struct tr_actor *outside_pop(tr__worker *w)
             tr__coalesce_end(c, tr_now());
     }
     tr__inject_end(q);
+    if (wake_spawners)
+        tr__backlog_wake(&sys->backlog);
     /* Pushes made while a worker napped woke no one: if more than this
      * one waits, let a parked worker take it, or it waits behind this
      * actor's turn, which may be long (the review found it). */
