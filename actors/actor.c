@@ -35,10 +35,10 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
      * counted, as a send's is, so that the system is not freed under it. */
     if (body && !tr__worker_now() && tr__backlog_over(&sys->backlog)) {
         atomic_fetch_add(&sys->foreign_waiters, 1);
-        rc = tr__backlog_wait(&sys->backlog, o.deadline, &sys->stopping);
+        int waited = tr__backlog_wait(&sys->backlog, o.deadline, &sys->stopping);
         atomic_fetch_sub(&sys->foreign_waiters, 1);
-        if (rc)
-            return rc;
+        if (waited)
+            return waited;
     }
     struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR);
     if (!a)

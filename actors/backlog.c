@@ -36,6 +36,10 @@ int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *st
     if (!target)
         target = 1; /* 0 means no one waits */
     for (;;) {
+        /* The deadline first: a wake-up that came only at the deadline
+         * is a wait that lasted until it, and TR_NOW posts nothing. */
+        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
+            return TR_ETIMEDOUT;
         /* The earliest target is posted: its take wakes every sleeper,
          * and those still short post theirs again. */
         uint32_t posted = atomic_load(&b->wake_at);
@@ -44,10 +48,6 @@ int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *st
                 continue;
             posted = target;
         }
-        /* The deadline first: a wake-up that came only at the deadline
-         * is a wait that lasted until it. */
-        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
-            return TR_ETIMEDOUT;
         if (reached(atomic_load(&b->taken), target))
             return 0;
         if (atomic_load(stopping)) {

@@ -4,14 +4,15 @@
  *
  * Overview: a thread that is not a worker can spawn loop actors faster
  * than the workers start them (about 8 million a second against 5 on the
- * two cores here).  (Everything made runnable from outside counts, actors
- * woken by a thread's sends too; only spawns wait.)  Unchecked, the outside queue then grew to 300,000
+ * two cores here).  Unchecked, the outside queue then grew to 300,000
  * actors, 100 MB that no cache holds, and the workers slowed down to the
  * speed of memory while they drained it.  So such a spawn waits while more
  * than `high` actors wait in the outside queue, until the workers have
  * brought them down to `low`: backpressure on spawning, as a full mailbox
- * is on sending.  Workers never wait here; neither do sends, whose actors
- * are bounded by their mailboxes.
+ * is on sending.  Everything made runnable from outside counts, actors
+ * woken by a thread's sends too, but only spawns wait.  Workers never
+ * wait here; neither do sends, whose actors are bounded by their
+ * mailboxes.
  *
  * Pushes and takes are counted on lines of their own (by the pushers, and
  * by the taker under the outside queue's try-lock).  A waiting spawner

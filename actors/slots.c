@@ -5,7 +5,6 @@
 
 #include "troupe/error.h"
 
-#define ALIVE TR__SLOT_ALIVE
 #define BORROW 2ull
 #define BORROW_MASK 0xFFFFFFFEull
 
@@ -108,7 +107,7 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
     atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
     uint64_t gen = atomic_load_explicit(&s->word, memory_order_relaxed) >> 32;
     /* Publishes obj and kind: pairs with the acquire CAS in tr__slot_get. */
-    atomic_store_explicit(&s->word, gen << 32 | ALIVE, memory_order_release);
+    atomic_store_explicit(&s->word, gen << 32 | TR__SLOT_ALIVE, memory_order_release);
     *ref = gen << 32 | (index + 1);
     return 0;
 }
@@ -120,7 +119,7 @@ void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind)
         return NULL;
     uint64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
     do {
-        if ((w >> 32) != (ref >> 32) || !(w & ALIVE))
+        if ((w >> 32) != (ref >> 32) || !(w & TR__SLOT_ALIVE))
             return NULL;
     } while (!atomic_compare_exchange_weak_explicit(
         &s->word, &w, w + BORROW, memory_order_acquire, memory_order_relaxed));
@@ -134,7 +133,7 @@ bool tr__slot_put(tr__slots *t, tr_ref ref)
     tr__slot *s = tr__slot_of(t, ref);
     /* acq_rel: the destroyer must see every borrower's last access. */
     uint64_t old = atomic_fetch_sub_explicit(&s->word, BORROW, memory_order_acq_rel);
-    return (old & BORROW_MASK) == BORROW && !(old & ALIVE);
+    return (old & BORROW_MASK) == BORROW && !(old & TR__SLOT_ALIVE);
 }
 
 bool tr__slot_kill(tr__slots *t, tr_ref ref)
@@ -142,8 +141,8 @@ bool tr__slot_kill(tr__slots *t, tr_ref ref)
     tr__slot *s = tr__slot_of(t, ref);
     /* seq_cst: a hazard announced before a peek that saw the slot alive
      * is seen by the destroyer that comes after this (tr__slot_peek). */
-    uint64_t old = atomic_fetch_and(&s->word, ~ALIVE);
-    return (old & BORROW_MASK) == 0 && (old & ALIVE);
+    uint64_t old = atomic_fetch_and(&s->word, ~TR__SLOT_ALIVE);
+    return (old & BORROW_MASK) == 0 && (old & TR__SLOT_ALIVE);
 }
 
 void tr__slot_release(tr__slots *t, tr__slot_cache *c, tr_ref ref)

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "fail_malloc.h"
 #include "support.h"
 #include "runtime.h"
 
@@ -440,6 +441,50 @@ static void test_spawns_waiting_for_the_workers_end_at_shutdown(void **state)
     tr_system_free(sys);
 }
 
+static tr_system *waiting_sys;
+static atomic_int saw_a_waiter;
+
+/* Frees the held worker once a spawn is waiting for it. */
+static void *release_when_waited(void *arg)
+{
+    (void)arg;
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&waiting_sys->foreign_waiters) && tr_now() < deadline)
+        ;
+    atomic_store(&saw_a_waiter, atomic_load(&waiting_sys->foreign_waiters) != 0);
+    atomic_store(&blocker_release, 1);
+    return NULL;
+}
+
+/* A spawn that waited and then runs out of memory says so: the wait's
+ * result is not taken for the spawn's. */
+static void test_a_spawn_that_waited_still_reports_running_out_of_memory(void **state)
+{
+    (void)state;
+#if TEST_FAIL_MALLOC
+    tr_mailbox *mb;
+    tr_system *sys = waiting_sys = held_system(BACKLOG, &mb);
+    uint64_t n = 0;
+    while (spawn_greeter(sys, n, TR_NOW) == 0)
+        n++;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, release_when_waited, NULL), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.name = "needs a copy"; /* strdup: the allocation that fails */
+    fail_mallocs = true;
+    int rc = tr_spawn_loop(sys, greeter, &o, NULL);
+    fail_mallocs = false;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&saw_a_waiter), 1);
+    assert_int_equal(rc, TR_ENOMEM);
+    expect_hellos(mb, n);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+#else
+    skip();
+#endif
+}
+
 static tr_system *full_sys;
 static uint64_t across_id;
 
@@ -622,6 +667,8 @@ int main(void)
         cmocka_unit_test_teardown(test_spawns_waiting_for_the_workers_end_at_shutdown,
                                   release_blocker),
         cmocka_unit_test_teardown(test_an_actor_spawning_into_a_full_system_does_not_wait,
+                                  release_blocker),
+        cmocka_unit_test_teardown(test_a_spawn_that_waited_still_reports_running_out_of_memory,
                                   release_blocker),
         cmocka_unit_test(test_more_threads_than_hazard_words_send_to_ending_actors),
         cmocka_unit_test(test_a_new_system_is_not_taken_for_a_freed_one),
