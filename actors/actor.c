@@ -33,14 +33,16 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
      * for the workers (backlog.h).  Workers never wait here, not even for
      * another system's: a worker must not block.  A waiting thread is
      * counted, as a send's is, so that the system is not freed under it. */
-    if (body && !tr__worker_now() && tr__backlog_over(&sys->backlog)) {
+    tr__worker *w = tr__worker_now(); /* no switch in here: once is enough */
+    if (body && !w && tr__backlog_over(&sys->backlog)) {
         atomic_fetch_add(&sys->foreign_waiters, 1);
         int waited = tr__backlog_wait(&sys->backlog, o.deadline, &sys->stopping);
         atomic_fetch_sub(&sys->foreign_waiters, 1);
         if (waited)
             return waited;
     }
-    struct tr_actor *a = tr__alloc(sys, TR__POOL_ACTOR);
+    tr__worker *own = w && w->sys == sys ? w : NULL;
+    struct tr_actor *a = tr__alloc_on(sys, own, TR__POOL_ACTOR);
     if (!a)
         return TR_ENOMEM;
     memset(a, 0, sizeof *a);
@@ -58,7 +60,7 @@ static int spawn(tr_system *sys, tr_handler handler, tr_body body,
     /* A handler actor idles until its first message; a body starts now. */
     atomic_init(&a->scheduled, body ? 1 : 0);
     atomic_init(&a->park_token, 1); /* odd: not in a wait */
-    rc = tr__slot_alloc(&sys->slots, tr__slot_cache_of(sys), a, TR__SLOT_ACTOR, &a->mbox.ref);
+    rc = tr__slot_alloc(&sys->slots, tr__slot_cache_on(own), a, TR__SLOT_ACTOR, &a->mbox.ref);
     if (rc)
         goto free_stack;
     if (out)
@@ -73,7 +75,7 @@ free_stack:
 free_name:
     free(a->name);
 free_actor:
-    tr__free(sys, TR__POOL_ACTOR, a);
+    tr__free_on(sys, own, TR__POOL_ACTOR, a);
     return rc;
 }
 
@@ -109,17 +111,19 @@ void tr__actor_destroy(struct tr_actor *a)
     /* An actor that ended has run these already; one the system stops
      * while it is parked runs them here, outside any actor, and the
      * payload it was waiting to send is released. */
-    tr__actor_run_cleanups(a);
+    if (a->cleanups)
+        tr__actor_run_cleanups(a);
     if (a->outgoing)
         tr_msg_release(a->outgoing);
     tr__mailbox_destroy(&a->mbox);
     tr__signal_destroy(a);
     tr__detail_drop(a->detail);
     tr__detail_drop(a->kill_detail);
-    tr__slot_release(&sys->slots, tr__slot_cache_of(sys), a->mbox.ref);
+    tr__worker *own = tr__own_worker(sys);
+    tr__slot_release(&sys->slots, tr__slot_cache_on(own), a->mbox.ref);
     tr__stack_free(a->stack);
     free(a->name);
-    tr__free(sys, TR__POOL_ACTOR, a);
+    tr__free_on(sys, own, TR__POOL_ACTOR, a);
 }
 
 /* A linked actor's exit that ended this one names the reason, and its

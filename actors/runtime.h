@@ -425,31 +425,56 @@ void tr__watchdog_stop(struct tr_system *sys);
 /* The scheduler loop (never returns) and the worker thread's entry. */
 void *tr__worker_main(void *arg);
 
+/* The calling thread's worker if it is one of sys's, else NULL.  A path
+ * that allocates and frees several times without a switch looks once and
+ * passes it to the *_on calls below. */
+static inline tr__worker *tr__own_worker(struct tr_system *sys)
+{
+    tr__worker *w = tr__worker_now();
+    return w && w->sys == sys ? w : NULL;
+}
+
 /* The calling worker's cache of sys's pool, or NULL on another thread. */
 static inline tr__pool_cache *tr__pool_cache_of(struct tr_system *sys, int pool)
 {
-    tr__worker *w = tr__worker_now();
-    return w && w->sys == sys ? &w->pool_caches[pool] : NULL;
+    tr__worker *w = tr__own_worker(sys);
+    return w ? &w->pool_caches[pool] : NULL;
+}
+
+/* The cache of free slots of `own` (tr__own_worker), or NULL. */
+static inline tr__slot_cache *tr__slot_cache_on(tr__worker *own)
+{
+    return own ? &own->slot_cache : NULL;
 }
 
 /* The calling worker's cache of free slots if it is one of sys's
  * workers, else NULL. */
 static inline tr__slot_cache *tr__slot_cache_of(struct tr_system *sys)
 {
-    tr__worker *w = tr__worker_now();
-    return w && w->sys == sys ? &w->slot_cache : NULL;
+    return tr__slot_cache_on(tr__own_worker(sys));
 }
 
-/* A block of one of sys's pools, through the calling worker's cache if
- * it is one of sys's workers; NULL if out of memory. */
+/* A block of one of sys's pools, through the cache of `own`
+ * (tr__own_worker) if it is not NULL; NULL if out of memory. */
+static inline void *tr__alloc_on(struct tr_system *sys, tr__worker *own, int pool)
+{
+    return tr__pool_get(&sys->pools[pool], own ? &own->pool_caches[pool] : NULL);
+}
+
+static inline void tr__free_on(struct tr_system *sys, tr__worker *own, int pool, void *block)
+{
+    tr__pool_put(&sys->pools[pool], own ? &own->pool_caches[pool] : NULL, block);
+}
+
+/* The same, through the calling worker's cache if it is one of sys's. */
 static inline void *tr__alloc(struct tr_system *sys, int pool)
 {
-    return tr__pool_get(&sys->pools[pool], tr__pool_cache_of(sys, pool));
+    return tr__alloc_on(sys, tr__own_worker(sys), pool);
 }
 
 static inline void tr__free(struct tr_system *sys, int pool, void *block)
 {
-    tr__pool_put(&sys->pools[pool], tr__pool_cache_of(sys, pool), block);
+    tr__free_on(sys, tr__own_worker(sys), pool, block);
 }
 
 /* The mailbox of an object behind a ref: an actor's own, or a mailbox. */

@@ -22,10 +22,8 @@ uint32_t tr__mailbox_ring_size(const struct tr_system *sys, uint32_t capacity)
         capacity = sys->cfg.mailbox_capacity;
     if (capacity == 0 || capacity >= MAX_CAPACITY)
         return 0;
-    uint32_t size = 2;
-    while (size - 1 < capacity)
-        size <<= 1;
-    return size;
+    /* The smallest power of two above capacity: one slot stays free. */
+    return 2u << (31 - __builtin_clz(capacity));
 }
 
 void tr__mailbox_init(struct tr_mailbox *mb, struct tr_system *sys,

@@ -154,6 +154,35 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
     }
 }
 
+/* Tell each linked actor that `self` ended; frees the map. */
+static void tell_links(tr_system *sys, tr_ref self, tr__refmap *links, int reason,
+                       tr__detail *detail)
+{
+    tr_ref few[8]; /* most actors have a link or two: no allocation */
+    tr_ref *keys = links->len <= 8 ? few : malloc(links->len * sizeof *keys);
+    if (keys)
+        tr__refmap_keys(links, keys);
+    /* Out of memory for the list: the linked actors are not told (rare;
+     * their own exits still reach us, harmlessly, as we are gone). */
+    for (size_t i = 0; keys && i < links->len; i++) {
+        tr_msg m = tr__notice(TR_TAG_EXIT, self, TR_REF_NONE, reason, detail);
+        send_signal(sys, keys[i], &m);
+    }
+    if (keys != few)
+        free(keys);
+    tr__refmap_free(links);
+}
+
+static void tell_monitors(tr_system *sys, tr_ref self, tr__monitor *monitors,
+                          uint32_t n, int reason, tr__detail *detail)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        tr_msg m = tr__notice(TR_TAG_DOWN, self, monitors[i].id, reason, detail);
+        send_signal(sys, monitors[i].watcher, &m);
+    }
+    free(monitors);
+}
+
 void tr__signal_exit(struct tr_actor *a, int reason)
 {
     tr_system *sys = a->mbox.sys;
@@ -169,28 +198,16 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     tr__spin_unlock(&a->sig_lock);
     /* Nobody reads them now: what was sent to us is dropped. */
     free_list(sys, atomic_exchange(&a->sig.inbox, TR__SIGNALS_CLOSED));
-    free_list(sys, a->sig.first);
-    set_first(a, NULL);
-    a->sig.last = NULL;
-
-    tr_ref few[8]; /* most actors have a link or two: no allocation */
-    tr_ref *keys = links.len <= 8 ? few : malloc(links.len * sizeof *keys);
-    if (keys)
-        tr__refmap_keys(&links, keys);
-    /* Out of memory for the list: the linked actors are not told (rare;
-     * their own exits still reach us, harmlessly, as we are gone). */
-    for (size_t i = 0; keys && i < links.len; i++) {
-        tr_msg m = tr__notice(TR_TAG_EXIT, self, TR_REF_NONE, reason, a->detail);
-        send_signal(sys, keys[i], &m);
+    if (a->sig.first) {
+        free_list(sys, a->sig.first);
+        set_first(a, NULL);
+        a->sig.last = NULL;
     }
-    if (keys != few)
-        free(keys);
-    tr__refmap_free(&links);
-    for (uint32_t i = 0; i < nmonitors; i++) {
-        tr_msg m = tr__notice(TR_TAG_DOWN, self, monitors[i].id, reason, a->detail);
-        send_signal(sys, monitors[i].watcher, &m);
-    }
-    free(monitors);
+    /* Most actors end watched by nobody: no calls then (bench/spawn). */
+    if (links.slots)
+        tell_links(sys, self, &links, reason, a->detail);
+    if (monitors)
+        tell_monitors(sys, self, monitors, nmonitors, reason, a->detail);
 }
 
 bool tr__signal_exit_now(tr_system *sys, tr_ref watcher, tr_ref target)
@@ -225,6 +242,8 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id)
 
 void tr__signal_destroy(struct tr_actor *a)
 {
+    if (a->sig.exited)
+        return; /* tr__signal_exit freed it all and closed the inbox */
     free_list(a->mbox.sys, atomic_load_explicit(&a->sig.inbox, memory_order_relaxed));
     free_list(a->mbox.sys, a->sig.first);
     tr__refmap_free(&a->sig.links);
