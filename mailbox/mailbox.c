@@ -240,11 +240,14 @@ bool tr__mailbox_drained(struct tr_mailbox *mb)
  * increments it before a fence and a last look at the ring.  The fences
  * are ordered, so either the owner sees the waiter or the waiter sees
  * the room (docs/mailbox.md).  tr__mailbox_take only peeks at nwaiters;
- * this is the check that counts.
+ * this is the check that counts.  A ring full again by now has no room
+ * to miss: its next take and check wake the waiter.  (Waking it anyway
+ * made a select with a send case into a full mailbox of its own caller
+ * wake itself at each idle, and spin.)
  */
 void tr__mailbox_check_waiters(struct tr_mailbox *mb)
 {
-    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed))
+    if (atomic_load_explicit(&mb->nwaiters, memory_order_relaxed) && tr__mailbox_has_room(mb))
         wake_one_sender(mb);
 }
 
@@ -302,7 +305,7 @@ void tr__mailbox_remove_waiter(struct tr_mailbox *mb, tr__waiter *w, bool used)
 {
     remove_waiter(mb, w);
     /* The receiver woke us instead of a plain sender; we did not send. */
-    if (w->woken && !used && tr__mailbox_has_room(mb))
+    if (w->woken && !used)
         tr__mailbox_check_waiters(mb);
 }
 

@@ -109,7 +109,7 @@ void tr__mailbox_owner_idle(struct tr_mailbox *mb);
 /*
  * A waiting owner's check, after a seq_cst fence of its own (the one in
  * tr__mailbox_owner_idle or after lowering its flag): wake one sender
- * waiting for room in `mb`, if any.
+ * waiting for room in `mb`, if any and if there is room.
  */
 void tr__mailbox_check_waiters(struct tr_mailbox *mb);
 

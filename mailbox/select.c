@@ -61,12 +61,20 @@ static bool case_ready(selection *s, size_t i)
     return send_ready(s->sys, c->to);
 }
 
-/* Carry out case i; false if a send found the mailbox full after all. */
+/* Carry out case i; false if it was not ready after all: a send found the
+ * mailbox full, or a receive's only mail was a notice that the take
+ * dropped (an exit queued while the actor trapped them, and it no longer
+ * does). */
 static bool fire(selection *s, size_t i)
 {
     tr_select_case *c = &s->cases[i];
     if (c->op == TR_SELECT_RECV) {
-        c->rc = tr__owner_take(s->recv_mb[i], &c->msg) ? 0 : TR_ECLOSED;
+        if (tr__owner_take(s->recv_mb[i], &c->msg))
+            c->rc = 0;
+        else if (tr__mailbox_drained(s->recv_mb[i]))
+            c->rc = TR_ECLOSED;
+        else
+            return false;
         return true;
     }
     c->rc = tr_try_send(s->sys, c->to, &c->msg);

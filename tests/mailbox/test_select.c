@@ -1,6 +1,7 @@
 /* test_select.c - mailboxes as values, closing, tr_select (fairness,
  * send cases, deadlines, cancellation safety) and deadlock cycles. */
 #include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -396,6 +397,128 @@ static void test_actor_select_waits_for_either_mailbox_and_ends_on_cancel(void *
     tr_system_free(sys);
 }
 
+/* ---- a notice the take drops is not mail ----------------------------------- */
+
+enum { TAG_GONE = 30, TAG_SELECT_RC };
+
+typedef struct untrap {
+    int reason;         /* the child's exit reason */
+    tr_ref child, gone; /* the watcher's: whom to watch, where to say so */
+} untrap;
+
+/* Ends with its reason at its first message. */
+static int ends_when_told(tr_actor *self, tr_msg *m)
+{
+    (void)m;
+    int reason = ((untrap *)tr_actor_state(self))->reason;
+    return reason ? reason : TR_STOP;
+}
+
+/* Monitors the child, tells it to end, and says so once it has. */
+static int watcher(tr_actor *self)
+{
+    untrap *u = tr_actor_state(self);
+    tr_ref mon;
+    tr_msg m;
+    if (tr_monitor(u->child, &mon) || test_send(tr_actor_system(self), u->child, 1, 0, 0) ||
+        tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || m.tag != TR_TAG_DOWN)
+        return -100;
+    return test_send(tr_actor_system(self), u->gone, TAG_GONE, 0, 0);
+}
+
+/* Traps exits and links to a child; once the child's EXIT is queued (the
+ * watcher's word comes through a second mailbox, which leaves notices
+ * alone), stops trapping and selects on its own mailbox.  The queued
+ * exit is no longer mail: the select must wait, not fire. */
+static int untrapping_selector(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    untrap *u = tr_actor_state(self);
+    tr_mailbox *gone;
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = u;
+    tr_trap_exits(true);
+    if (tr_mailbox_new(sys, 4, &gone) || tr_spawn(sys, ends_when_told, &o, &u->child) ||
+        tr_link(u->child))
+        return -100;
+    u->gone = tr_mailbox_ref(gone);
+    tr_msg m;
+    if (tr_spawn_loop(sys, watcher, &o, NULL) ||
+        tr_mailbox_recv(gone, &m, tr_after_ms(TEST_DEADLINE_MS)) || m.tag != TAG_GONE)
+        return -101;
+    tr_trap_exits(false);
+    tr_select_case cs[1] = {{.op = TR_SELECT_RECV, .mailbox = NULL}};
+    int rc = tr_select(sys, cs, 1, 0, tr_after_ms(50));
+    report(self, TAG_SELECT_RC, (uint64_t)(int64_t)rc, (uint64_t)(int64_t)cs[0].rc);
+    return 0;
+}
+
+static void test_select_does_not_fire_on_an_exit_notice_it_drops(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    /* A normal exit is dropped: nothing to take, the select times out.
+     * A failing one kills the actor that no longer traps: cancelled. */
+    const int reasons[2] = {0, -77};
+    const int want[2] = {TR_ETIMEDOUT, TR_ECANCELED};
+    for (int i = 0; i < 2; i++) {
+        untrap u = {.reason = reasons[i]};
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = &u;
+        assert_int_equal(tr_spawn_loop(sys, untrapping_selector, &o, NULL), 0);
+        tr_msg r = test_recv(done_mb);
+        assert_int_equal(r.tag, TAG_SELECT_RC);
+        assert_int_equal((int)(int64_t)r.a, want[i]);
+    }
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+/* ---- a send case into the caller's own full mailbox ------------------------ */
+
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* Selects for 200 ms on a send into a full mailbox it owns itself (only
+ * it could make room) and a receive; reports the result and the CPU time
+ * its worker spent meanwhile (one worker: the select is all it runs). */
+static int self_full_selector(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_mailbox *mine;
+    tr_msg m = tr_msg_words(1, 0, 0);
+    if (tr_mailbox_new(sys, 1, &mine) || tr_try_send(sys, tr_mailbox_ref(mine), &m))
+        return -100;
+    tr_select_case cs[2] = {
+        {.op = TR_SELECT_SEND, .to = tr_mailbox_ref(mine), .msg = tr_msg_words(2, 0, 0)},
+        {.op = TR_SELECT_RECV, .mailbox = NULL},
+    };
+    int64_t cpu = thread_cpu_ns();
+    int rc = tr_select(sys, cs, 2, 0, tr_after_ms(200));
+    report(self, TAG_SELECT_RC, (uint64_t)(int64_t)rc, (uint64_t)(thread_cpu_ns() - cpu));
+    return 0;
+}
+
+static void test_select_into_its_own_full_mailbox_sleeps_until_the_deadline(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    assert_int_equal(tr_spawn_loop(sys, self_full_selector, NULL, NULL), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal(r.tag, TAG_SELECT_RC);
+    assert_int_equal((int)(int64_t)r.a, TR_ETIMEDOUT);
+    /* Woken at each idle, it used 140-190 ms of the 200 spinning. */
+    assert_true(r.b < 100 * 1000000ull);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 /* ---- stress: producers, four mailboxes, short deadlines, cancellations ------ */
 
 #define SPRODUCERS 8
@@ -515,6 +638,8 @@ int main(void)
         cmocka_unit_test(test_select_send_case_fires_when_room_appears_and_unpicked_sends_nothing),
         cmocka_unit_test(test_select_rejects_bad_cases),
         cmocka_unit_test(test_actor_select_waits_for_either_mailbox_and_ends_on_cancel),
+        cmocka_unit_test(test_select_does_not_fire_on_an_exit_notice_it_drops),
+        cmocka_unit_test(test_select_into_its_own_full_mailbox_sleeps_until_the_deadline),
         cmocka_unit_test(test_stress_select_with_short_deadlines_and_cancel_loses_nothing),
     };
     return cmocka_run_group_tests_name("select", tests, NULL, NULL);
