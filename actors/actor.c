@@ -10,53 +10,26 @@
 /* Smallest private stack a loop actor may ask for. */
 #define MIN_STACK (64 * 1024)
 
-static int spawn(tr_system *sys, tr_handler handler, tr_body body,
-                 const tr_spawn_opts *opts, tr_ref *out)
+/* Make the actor; `own` is the calling worker if it is one of sys's. */
+static int build(tr_system *sys, tr__worker *own, tr_handler handler, tr_body body,
+                 const tr_spawn_opts *o, uint32_t ring_size, tr_ref *out)
 {
-    tr_spawn_opts o = opts ? *opts : TR_SPAWN_OPTS_INIT;
     int rc = TR_ENOMEM;
-
-    if (!sys)
-        return TR_EINVAL;
-    if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
-        return TR_ESHUTDOWN;
-    uint32_t ring_size = tr__mailbox_ring_size(sys, o.mailbox_capacity);
-    if (!ring_size)
-        return TR_EINVAL;
-    /* A handler runs on the shared stacks; only a loop keeps its own. */
-    if (handler && o.stack_size > sys->cfg.stack_size)
-        return TR_EINVAL;
-    if (body && o.stack_size && o.stack_size < MIN_STACK)
-        return TR_EINVAL;
-
-    /* A body is runnable at once: from outside, that may have to wait
-     * for the workers (backlog.h).  Workers never wait here, not even for
-     * another system's: a worker must not block.  A waiting thread is
-     * counted, as a send's is, so that the system is not freed under it. */
-    tr__worker *w = tr__worker_now(); /* no switch in here: once is enough */
-    if (body && !w && tr__backlog_over(&sys->backlog)) {
-        atomic_fetch_add(&sys->foreign_waiters, 1);
-        int waited = tr__backlog_wait(&sys->backlog, o.deadline, &sys->stopping);
-        atomic_fetch_sub(&sys->foreign_waiters, 1);
-        if (waited)
-            return waited;
-    }
-    tr__worker *own = w && w->sys == sys ? w : NULL;
     struct tr_actor *a = tr__alloc_on(sys, own, TR__POOL_ACTOR);
     if (!a)
         return TR_ENOMEM;
     memset(a, 0, sizeof *a);
     tr__mailbox_init(&a->mbox, sys, ring_size, a, &a->scheduled, TR_ENOACTOR);
-    if (o.name && !(a->name = strdup(o.name)))
+    if (o->name && !(a->name = strdup(o->name)))
         goto free_actor;
-    if (body && o.stack_size &&
-        !(a->stack = tr__stack_new(o.stack_size, sys->cfg.stack_guard)))
+    if (body && o->stack_size &&
+        !(a->stack = tr__stack_new(o->stack_size, sys->cfg.stack_guard)))
         goto free_name;
-    if (o.cleanup && tr__actor_defer(a, o.cleanup, o.cleanup_arg))
+    if (o->cleanup && tr__actor_defer(a, o->cleanup, o->cleanup_arg))
         goto free_stack;
     a->handler = handler;
     a->body = body;
-    a->state = o.state;
+    a->state = o->state;
     /* A handler actor idles until its first message; a body starts now. */
     atomic_init(&a->scheduled, body ? 1 : 0);
     atomic_init(&a->park_token, 1); /* odd: not in a wait */
@@ -77,6 +50,54 @@ free_name:
 free_actor:
     tr__free_on(sys, own, TR__POOL_ACTOR, a);
     return rc;
+}
+
+/*
+ * A spawn from a thread that is not one of the system's workers: it
+ * counts itself while it is inside, and shutdown waits for the count
+ * before it tears the actors down, so no actor is published under its
+ * walk of the slots (and left out of it) or freed while being made.  The
+ * count comes before the look at `stopping`, both seq_cst, and shutdown
+ * stores `stopping` before it reads the count: either the spawn sees it
+ * stopping, or shutdown sees the spawn.  A body is runnable at once, so
+ * it may first have to wait for the workers (backlog.h); workers never
+ * wait there, not even another system's: a worker must not block.
+ */
+static int spawn_from_outside(tr_system *sys, tr__worker *w, tr_handler handler,
+                              tr_body body, const tr_spawn_opts *o, uint32_t ring_size,
+                              tr_ref *out)
+{
+    atomic_fetch_add(&sys->outside_spawns, 1);
+    int rc = atomic_load(&sys->stopping) ? TR_ESHUTDOWN : 0;
+    if (!rc && body && !w && tr__backlog_over(&sys->backlog))
+        rc = tr__backlog_wait(&sys->backlog, o->deadline, &sys->stopping);
+    if (!rc)
+        rc = build(sys, NULL, handler, body, o, ring_size, out);
+    atomic_fetch_sub(&sys->outside_spawns, 1);
+    return rc;
+}
+
+static int spawn(tr_system *sys, tr_handler handler, tr_body body,
+                 const tr_spawn_opts *opts, tr_ref *out)
+{
+    tr_spawn_opts o = opts ? *opts : TR_SPAWN_OPTS_INIT;
+
+    if (!sys)
+        return TR_EINVAL;
+    if (atomic_load_explicit(&sys->stopping, memory_order_relaxed))
+        return TR_ESHUTDOWN;
+    uint32_t ring_size = tr__mailbox_ring_size(sys, o.mailbox_capacity);
+    if (!ring_size)
+        return TR_EINVAL;
+    /* A handler runs on the shared stacks; only a loop keeps its own. */
+    if (handler && o.stack_size > sys->cfg.stack_size)
+        return TR_EINVAL;
+    if (body && o.stack_size && o.stack_size < MIN_STACK)
+        return TR_EINVAL;
+    tr__worker *w = tr__worker_now(); /* no switch in here: once is enough */
+    if (w && w->sys == sys)
+        return build(sys, w, handler, body, &o, ring_size, out);
+    return spawn_from_outside(sys, w, handler, body, &o, ring_size, out);
 }
 
 int tr_spawn(tr_system *sys, tr_handler handler, const tr_spawn_opts *opts,

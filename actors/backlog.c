@@ -48,14 +48,16 @@ int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *st
                 continue;
             posted = target;
         }
-        if (reached(atomic_load(&b->taken), target))
-            return 0;
+        /* The stop first: a spawn woken by it must not go on to make an
+         * actor that shutdown would destroy at once. */
         if (atomic_load(stopping)) {
             /* Another waiter may have posted again after the stop's wake-up
              * and gone to sleep on it: wake it too. */
             tr__backlog_wake_all(b);
             return TR_ESHUTDOWN;
         }
+        if (reached(atomic_load(&b->taken), target))
+            return 0;
         tr__futex_wait(&b->wake_at, posted, deadline);
     }
 }

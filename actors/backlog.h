@@ -54,7 +54,12 @@ static inline bool tr__backlog_took(tr__backlog *b)
     uint32_t t = atomic_fetch_add(&b->taken, 1) + 1;
     tr__fence_after_rmw();
     uint32_t at = atomic_load_explicit(&b->wake_at, memory_order_relaxed);
-    return at && (int32_t)(t - at) >= 0 && atomic_compare_exchange_strong(&b->wake_at, &at, 0);
+    /* A waiter may lower it meanwhile: to an earlier target, reached too,
+     * and then the others still sleep on ours. */
+    while (at && (int32_t)(t - at) >= 0)
+        if (atomic_compare_exchange_weak(&b->wake_at, &at, 0))
+            return true;
+    return false;
 }
 
 static inline void tr__backlog_wake(tr__backlog *b)

@@ -164,6 +164,7 @@ struct tr_system {
     atomic_uint workers_running __attribute__((aligned(TR__CACHELINE)));
     _Atomic uint32_t workers_done;   /* futex: bumped as each worker ends */
     atomic_uint foreign_waiters;     /* threads inside a send that waited */
+    atomic_uint outside_spawns;      /* threads inside a spawn (actor.c) */
     _Atomic tr_ref next_monitor;     /* monitor refs, never reused */
     _Atomic uint32_t watchdog_stop;  /* futex: 1 once it must end */
 };

@@ -106,9 +106,9 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
     s->kind = kind;
     atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
     uint64_t gen = atomic_load_explicit(&s->word, memory_order_relaxed) >> 32;
+    *ref = gen << 32 | (index + 1); /* often in obj: published with it */
     /* Publishes obj and kind: pairs with the acquire CAS in tr__slot_get. */
     atomic_store_explicit(&s->word, gen << 32 | TR__SLOT_ALIVE, memory_order_release);
-    *ref = gen << 32 | (index + 1);
     return 0;
 }
 

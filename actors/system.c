@@ -221,6 +221,10 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
     }
     for (unsigned i = 0; i < sys->nworkers; i++)
         pthread_join(sys->workers[i].thread, NULL);
+    /* A spawn from outside that got in before `stopping` ends soon (one
+     * that waits for the backlog was woken above); the others see it. */
+    while (atomic_load(&sys->outside_spawns))
+        sched_yield();
     tr__watchdog_stop(sys); /* it borrows actors: before they go */
     destroy_actors(sys);
     sys->torn_down = true;

@@ -84,7 +84,9 @@ TR_API int tr_system_new(const tr_config *config, tr_system **out);
 
 /*
  * tr_system_shutdown - stop the system.
- * New spawns fail with TR_ESHUTDOWN.  Actors that are idle or parked are
+ * New spawns fail with TR_ESHUTDOWN (one from another thread that began
+ * just before either does or makes an actor that is destroyed with the
+ * others, its cleanup run).  Actors that are idle or parked are
  * never run again; handlers that are running finish their current call.
  * Then every actor is destroyed: queued messages are released (their
  * destructors run), stacks are returned.  Threads that are not workers
