@@ -136,6 +136,7 @@ void tr__actor_destroy(struct tr_actor *a)
         tr__actor_run_cleanups(a);
     if (a->outgoing)
         tr_msg_release(a->outgoing);
+    tr__select_release_unsent(a->outgoing_cases, a->noutgoing_cases);
     tr__mailbox_destroy(&a->mbox);
     tr__signal_destroy(a);
     tr__detail_drop(a->detail);

@@ -206,6 +206,8 @@ struct tr_actor {
     struct tr__worker *park_timer_home; /* whose wheel holds it */
     struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
+    struct tr_select_case *outgoing_cases; /* a select's, while it waits */
+    size_t noutgoing_cases;
 
     /* A linked actor's exit that ended it, and that exit's detail; set
      * once, under sig_lock.  0: none. */
@@ -529,6 +531,10 @@ static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref re
         atomic_store_explicit(hazard, TR_REF_NONE, memory_order_release);
     return h->obj;
 }
+
+/* Release the payloads of the send cases among `cases` (select.c): they
+ * were not sent, and their owner's code will not run again. */
+void tr__select_release_unsent(struct tr_select_case *cases, size_t n);
 
 /* Turn a hazard into a borrow (before parking); false if the target died
  * meanwhile, and then nothing is held. */

@@ -39,17 +39,18 @@ static uint32_t *rotation(tr_actor *self)
     return self ? &self->select_next : &thread_next;
 }
 
-/* Whether a send to `to` would go ahead now; 0 if it is not ready. */
+/* Whether a send to `to` would go ahead now; 0 if it is not ready.  It
+ * holds the target as a send does (its destroyer waits for the hazard). */
 static bool send_ready(tr_system *sys, tr_ref to)
 {
-    void *obj;
-    uint8_t kind;
-    struct tr_mailbox *mb = tr__mailbox_borrow(sys, to, &obj, &kind);
-    if (!mb)
+    tr__hold hold;
+    void *obj = tr__hold_ref(sys, tr__worker_now(), to, &hold);
+    if (!obj)
         return true; /* fires with TR_ENOACTOR */
+    struct tr_mailbox *mb = tr__mailbox_of(obj, hold.kind);
     bool ready = atomic_load_explicit(&mb->closed, memory_order_acquire) ||
                  tr__mailbox_has_room(mb);
-    tr__ref_put(sys, to, obj, kind);
+    tr__hold_release(sys, &hold);
     return ready;
 }
 
@@ -204,6 +205,59 @@ static int prepare(selection *s, tr_actor *self, struct tr_mailbox **owner_mb)
     return 0;
 }
 
+static bool has_send_case(const tr_select_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cases[i].op == TR_SELECT_SEND)
+            return true;
+    return false;
+}
+
+/*
+ * Rounds and waits until a case fires (its index) or the wait ends (an
+ * error).  While it waits, an actor points at its cases, so that if the
+ * system stops meanwhile (it is never resumed then) the teardown
+ * releases the payloads it did not send.
+ */
+static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb,
+                       unsigned flags, tr_deadline deadline)
+{
+    _Atomic uint32_t word = 0; /* for a thread that owns none of the mailboxes */
+    _Atomic uint32_t *flag = owner_mb ? owner_mb->flag : &word;
+    send_wait sw[TR_SELECT_MAX];
+    for (size_t i = 0; i < s->n; i++)
+        sw[i].mb = NULL; /* a join that stops early leaves the rest so */
+    s->sw = sw;
+    uint32_t *next = rotation(self);
+    for (;;) {
+        int fired = try_round(s, (flags & TR_SELECT_BIASED) ? 0 : *next % s->n);
+        if (fired >= 0) {
+            *next = (uint32_t)fired + 1;
+            return fired;
+        }
+        if (!join_send_waits(s, sw, flag, self)) {
+            leave_send_waits(s, sw);
+            continue;
+        }
+        int rc;
+        if (self) {
+            self->outgoing_cases = s->cases;
+            self->noutgoing_cases = s->n;
+        }
+        if (owner_mb)
+            rc = tr__owner_wait(owner_mb, any_ready, s, deadline);
+        else if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
+            rc = TR_ETIMEDOUT;
+        else
+            rc = wait_on_word(&word, s, deadline);
+        if (self)
+            self->outgoing_cases = NULL;
+        leave_send_waits(s, sw);
+        if (rc)
+            return rc;
+    }
+}
+
 static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
                         unsigned flags, tr_deadline deadline)
 {
@@ -217,34 +271,26 @@ static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
     int rc = prepare(&s, self, &owner_mb);
     if (rc)
         return rc;
+    /* A thread's waiting send cases hold their targets across the wait,
+     * so it counts itself, as a waiting tr_send does, before the first
+     * hold: shutdown then waits for it before it destroys actors.  The
+     * count comes before the look at `stopping`, both seq_cst, and
+     * shutdown stores `stopping` before it reads the count: either it
+     * sees us, or we see it stopping and hold nothing. */
+    if (tr__own_worker(sys) || !has_send_case(cases, ncases))
+        return select_loop(&s, self, owner_mb, flags, deadline);
+    atomic_fetch_add(&sys->foreign_waiters, 1);
+    rc = atomic_load(&sys->stopping) ? TR_ESHUTDOWN
+                                     : select_loop(&s, self, owner_mb, flags, deadline);
+    atomic_fetch_sub(&sys->foreign_waiters, 1);
+    return rc;
+}
 
-    _Atomic uint32_t word = 0; /* for a thread that owns none of the mailboxes */
-    _Atomic uint32_t *flag = owner_mb ? owner_mb->flag : &word;
-    send_wait sw[TR_SELECT_MAX];
-    for (size_t i = 0; i < ncases; i++)
-        sw[i].mb = NULL; /* a join that stops early leaves the rest so */
-    s.sw = sw;
-    uint32_t *next = rotation(self);
-    for (;;) {
-        int fired = try_round(&s, (flags & TR_SELECT_BIASED) ? 0 : *next % ncases);
-        if (fired >= 0) {
-            *next = (uint32_t)fired + 1;
-            return fired;
-        }
-        if (!join_send_waits(&s, sw, flag, self)) {
-            leave_send_waits(&s, sw);
-            continue;
-        }
-        if (owner_mb)
-            rc = tr__owner_wait(owner_mb, any_ready, &s, deadline);
-        else if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
-            rc = TR_ETIMEDOUT;
-        else
-            rc = wait_on_word(&word, &s, deadline);
-        leave_send_waits(&s, sw);
-        if (rc)
-            return rc;
-    }
+void tr__select_release_unsent(tr_select_case *cases, size_t n)
+{
+    for (size_t i = 0; cases && i < n; i++)
+        if (cases[i].op == TR_SELECT_SEND)
+            tr_msg_release(&cases[i].msg);
 }
 
 int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
@@ -254,9 +300,7 @@ int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
     if (rc == TR_ECANCELED && tr__abandoned(tr_current())) {
         /* An abandoned actor ends here (runtime.h); the payloads of its
          * send cases, not sent, go with it. */
-        for (size_t i = 0; i < ncases; i++)
-            if (cases[i].op == TR_SELECT_SEND)
-                tr_msg_release(&cases[i].msg);
+        tr__select_release_unsent(cases, ncases);
         tr_exit(TR_EKILLED);
     }
     return rc;

@@ -54,7 +54,7 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
 {
     /* A thread that waits on an actor's mailbox is counted until it has
      * dropped its borrow, so that shutdown does not destroy it under it. */
-    bool counted = false;
+    bool counted = false, held = true;
     int rc;
     for (;;) {
         if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline)) {
@@ -66,14 +66,26 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
             rc = TR_ECANCELED;
             break;
         }
-        if (!tr__hold_across_wait(sys, hold))
-            return TR_ENOACTOR; /* died after our peek: nothing is held */
         /* Any sender that is not a worker of this system: its shutdown
-         * would not wait for it otherwise. */
+         * would not wait for it otherwise.  Counted while the hazard still
+         * holds the target, and the close looked at after that (both
+         * seq_cst): shutdown closes the mailbox before it reads the count,
+         * so either it waits for us or we see the close and never turn
+         * the hazard, which its destroyer waits for, into a borrow, which
+         * it would not. */
         tr__worker *now = tr__worker_now(); /* we may have moved */
         if (!counted && mb->owner && !(now && now->sys == sys)) {
             atomic_fetch_add(&sys->foreign_waiters, 1);
             counted = true;
+            if (atomic_load(&mb->closed)) {
+                rc = mb->closed_error;
+                break;
+            }
+        }
+        if (!tr__hold_across_wait(sys, hold)) {
+            rc = TR_ENOACTOR; /* died after our peek: nothing is held */
+            held = false;
+            break;
         }
         /* If the system stops while we wait, this actor is never resumed:
          * the teardown releases the payload we still own (actor.c). */
@@ -93,7 +105,8 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
     }
     if (rc == 0)
         tr__mailbox_notify(mb);
-    tr__hold_release(sys, hold);
+    if (held)
+        tr__hold_release(sys, hold);
     if (counted)
         atomic_fetch_sub(&sys->foreign_waiters, 1);
     return rc;

@@ -64,10 +64,14 @@ typedef struct tr_select_case {
  * cases must name mailboxes the caller owns.  A case that fires with a
  * message: the receiver of a send case owns the payload, the caller owns
  * a received one.
+ * If the system stops while an actor waits in a select, the payloads of
+ * its send cases are released with the actor.  A thread waiting in send
+ * cases on actors is woken by the stop (they fire with TR_ENOACTOR).
  * Returns the index of the case that fired, TR_ETIMEDOUT, TR_ECANCELED
  * (the calling actor was cancelled), TR_EINVAL (NULL or too many cases,
  * an unknown op, a NULL mailbox outside an actor), TR_ECONTEXT (a
- * mailbox the caller does not own), or TR_ENOMEM.
+ * mailbox the caller does not own), TR_ESHUTDOWN (a thread's select
+ * with send cases, in a system that is stopping), or TR_ENOMEM.
  */
 TR_API int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
                      unsigned flags, tr_deadline deadline);
