@@ -208,6 +208,9 @@ struct tr_actor {
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
     struct tr_select_case *outgoing_cases; /* a select's, while it waits */
     size_t noutgoing_cases;
+    /* The other system whose foreign_waiters counts it while it sleeps
+     * between tries of a send there (send.c), or NULL. */
+    struct tr_system *far_system;
 
     /* A linked actor's exit that ended it, and that exit's detail; set
      * once, under sig_lock.  0: none. */
@@ -503,13 +506,24 @@ void tr__ref_put(struct tr_system *sys, tr_ref ref, void *obj, uint8_t kind);
  * the system (hazard.h), or borrows if it has none.  A hazard lasts only
  * while the caller runs on, which must not park or take another hold
  * meanwhile.
+ *
+ * Shutdown's destroyer waits for hazards but not for borrows (a parked
+ * actor's never come back).  So a holder that is not a worker of the
+ * system and borrows an actor's mailbox counts itself in foreign_waiters
+ * first, and looks at `stopping` after: shutdown stores `stopping` before
+ * it reads the count (both seq_cst), so either it waits for the holder
+ * or the holder sees it stopping and takes nothing (send.c).
  */
 typedef struct tr__hold {
     tr_ref ref;
     void *obj;
     uint8_t kind;
+    bool counted;           /* a borrow counted in foreign_waiters */
     _Atomic tr_ref *hazard; /* the word announcing it; NULL: borrowed */
 } tr__hold;
+
+/* The borrowing branch of tr__hold_ref (send.c). */
+void *tr__hold_borrow(struct tr_system *sys, tr_ref ref, tr__hold *h);
 
 /* The object behind `ref` (`w` is tr__worker_now()), or NULL if stale.
  * Inline: it is every send's first step. */
@@ -517,13 +531,12 @@ static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref re
                                  tr__hold *h)
 {
     h->ref = ref;
+    h->counted = false;
     _Atomic tr_ref *hazard;
     if (__builtin_expect(w && w->sys == sys, 1))
         hazard = &w->hazard;
-    else if (!(hazard = w ? NULL : tr__foreign_hazard(sys))) {
-        h->hazard = NULL;
-        return h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
-    }
+    else if (!(hazard = w ? NULL : tr__foreign_hazard(sys)))
+        return tr__hold_borrow(sys, ref, h);
     h->hazard = hazard;
     atomic_store(hazard, ref); /* seq_cst: before the peek */
     h->obj = tr__slot_peek(&sys->slots, ref, &h->kind);
@@ -532,20 +545,28 @@ static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref re
     return h->obj;
 }
 
+/* tr_sleep without its end for an abandoned actor: 0, TR_ECANCELED or
+ * TR_ECONTEXT (sleep.c). */
+int tr__sleep_until(tr_deadline until);
+
 /* Release the payloads of the send cases among `cases` (select.c): they
  * were not sent, and their owner's code will not run again. */
 void tr__select_release_unsent(struct tr_select_case *cases, size_t n);
 
-/* Turn a hazard into a borrow (before parking); false if the target died
- * meanwhile, and then nothing is held. */
-bool tr__hold_across_wait(struct tr_system *sys, tr__hold *h);
+/* Turn a hazard into a borrow (before parking): 0, or TR_ENOACTOR if the
+ * target died meanwhile or the system is stopping, and then nothing is
+ * held. */
+int tr__hold_across_wait(struct tr_system *sys, tr__hold *h);
+
+/* Give back a borrow taken by the two above. */
+void tr__hold_unborrow(struct tr_system *sys, tr__hold *h);
 
 static inline void tr__hold_release(struct tr_system *sys, tr__hold *h)
 {
     if (h->hazard) /* release: our last touch of the target is before it */
         atomic_store_explicit(h->hazard, TR_REF_NONE, memory_order_release);
     else
-        tr__ref_put(sys, h->ref, h->obj, h->kind);
+        tr__hold_unborrow(sys, h);
 }
 
 /* The sender's ref on a thread that is not a worker: the mailbox it owns

@@ -21,7 +21,7 @@ static int sleep_thread(tr_deadline until)
     return 0;
 }
 
-static int sleep_until(tr_deadline until)
+int tr__sleep_until(tr_deadline until)
 {
     tr__worker *w = tr__worker_now();
     if (until <= 0 || (until != TR_FOREVER && tr_now() >= until))
@@ -49,5 +49,5 @@ static int sleep_until(tr_deadline until)
 
 int tr_sleep(tr_deadline until)
 {
-    return tr__cancel_result(sleep_until(until));
+    return tr__cancel_result(tr__sleep_until(until));
 }

@@ -190,9 +190,6 @@ static void destroy_actors(tr_system *sys)
     /* First wake threads blocked on actors and unhook parked actors from
      * thread mailboxes, while every parked actor's stack still exists. */
     tr__slots_each(&sys->slots, close_one, NULL);
-    /* The closes before the count (a waiting send counts itself, then
-     * looks at the close: send.c). */
-    atomic_thread_fence(memory_order_seq_cst);
     while (atomic_load(&sys->foreign_waiters))
         sched_yield();
     tr__slots_each(&sys->slots, run_cleanups, NULL);

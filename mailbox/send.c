@@ -32,14 +32,111 @@ struct tr_mailbox *tr__mailbox_borrow(tr_system *sys, tr_ref ref, void **obj,
     return tr__mailbox_of(*obj, *kind);
 }
 
-bool tr__hold_across_wait(tr_system *sys, tr__hold *h)
+/* Count a holder that is not a worker of sys (runtime.h, tr__hold);
+ * false if the system is stopping, and then it is not counted. */
+static bool count_holder(tr_system *sys)
+{
+    atomic_fetch_add(&sys->foreign_waiters, 1);
+    if (!atomic_load(&sys->stopping))
+        return true;
+    atomic_fetch_sub(&sys->foreign_waiters, 1);
+    return false;
+}
+
+/* A thread's own mailboxes outlive shutdown, which does not wait for
+ * their senders (they may never get room): only actors' are counted. */
+static bool counts_for_shutdown(tr_system *sys, const tr__hold *h)
+{
+    return tr__mailbox_of(h->obj, h->kind)->owner && !tr__own_worker(sys);
+}
+
+void *tr__hold_borrow(tr_system *sys, tr_ref ref, tr__hold *h)
+{
+    h->hazard = NULL;
+    if (!count_holder(sys))
+        return h->obj = NULL;
+    h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
+    h->counted = h->obj && counts_for_shutdown(sys, h);
+    if (!h->counted)
+        atomic_fetch_sub(&sys->foreign_waiters, 1);
+    return h->obj;
+}
+
+int tr__hold_across_wait(tr_system *sys, tr__hold *h)
 {
     if (!h->hazard)
-        return true;
-    bool alive = tr__slot_get(&sys->slots, h->ref, NULL) != NULL;
+        return 0; /* a borrow already, counted if it must be */
+    /* Counted while the hazard still holds the target: the destroyer
+     * waits for that, so either shutdown sees the count or we see it
+     * stopping before we hold what it would not wait for. */
+    bool count = counts_for_shutdown(sys, h);
+    bool counted = count && count_holder(sys);
+    bool alive = (!count || counted) && tr__slot_get(&sys->slots, h->ref, NULL);
+    if (counted && !alive)
+        atomic_fetch_sub(&sys->foreign_waiters, 1);
+    h->counted = counted && alive;
     atomic_store_explicit(h->hazard, TR_REF_NONE, memory_order_release);
     h->hazard = NULL;
-    return alive;
+    return alive ? 0 : TR_ENOACTOR;
+}
+
+void tr__hold_unborrow(tr_system *sys, tr__hold *h)
+{
+    tr__ref_put(sys, h->ref, h->obj, h->kind);
+    if (h->counted)
+        atomic_fetch_sub(&sys->foreign_waiters, 1);
+}
+
+/* The first and the longest sleep between two tries of a send into a
+ * full mailbox of another system. */
+#define FAR_RETRY_NS 16000
+#define FAR_RETRY_MAX_NS 1000000
+
+static int64_t next_pause(int64_t pause)
+{
+    return pause < FAR_RETRY_MAX_NS / 2 ? pause * 2 : FAR_RETRY_MAX_NS;
+}
+
+/*
+ * An actor whose send finds a full mailbox of another system does not
+ * wait on that mailbox's list: its own system may stop and free it
+ * there, and the other system's receiver may be waking it at that very
+ * moment.  It sleeps on its own system's timers instead and tries again,
+ * backing off from FAR_RETRY_NS to FAR_RETRY_MAX_NS, holding nothing of
+ * the target meanwhile.  It stays counted in the other system's
+ * foreign_waiters (so that system outlives its tries) and records that
+ * in `far_system`, so that its own teardown uncounts it if it is never
+ * resumed.  `hold` holds the target on entry and is released here.
+ */
+static int send_from_another_system(tr_system *sys, tr__hold *hold, struct tr_mailbox *mb,
+                                    tr_actor *self, tr_msg *m, tr_deadline deadline)
+{
+    /* Counted before the hold goes (a borrow, itself counted if it must
+     * be): the system outlives the tries. */
+    if (!count_holder(sys)) {
+        tr__hold_release(sys, hold);
+        return TR_ENOACTOR; /* it is stopping: its actors are going */
+    }
+    int rc = atomic_load_explicit(&mb->closed, memory_order_acquire) ? mb->closed_error : TR_EFULL;
+    tr__hold_release(sys, hold);
+    self->far_system = sys;
+    for (int64_t pause = FAR_RETRY_NS; rc == TR_EFULL; pause = next_pause(pause)) {
+        int64_t now = tr_now();
+        if (deadline <= 0 || (deadline != TR_FOREVER && now >= deadline)) {
+            rc = TR_ETIMEDOUT;
+            break;
+        }
+        /* Never resumed if its own system stops: the teardown releases
+         * the payload (actor.c). */
+        self->outgoing = m;
+        rc = tr__sleep_until(deadline - now < pause ? deadline : now + pause);
+        self->outgoing = NULL;
+        if (rc == 0)
+            rc = tr_try_send(sys, hold->ref, m);
+    }
+    self->far_system = NULL;
+    atomic_fetch_sub(&sys->foreign_waiters, 1);
+    return rc;
 }
 
 /*
@@ -47,14 +144,14 @@ bool tr__hold_across_wait(tr_system *sys, tr__hold *h)
  * again until the deadline.  Apart from send() so that the common case,
  * a send that finds room, stays a short function.  `m` is the caller's
  * copy of the message; `hold` holds the target and is released here.
+ * A thread that waits on an actor's mailbox stays counted (its hold
+ * does it) until it has dropped its borrow, so that shutdown does not
+ * destroy the actor under it.
  */
 static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold,
                                                   struct tr_mailbox *mb, tr_msg *m,
                                                   tr_deadline deadline)
 {
-    /* A thread that waits on an actor's mailbox is counted until it has
-     * dropped its borrow, so that shutdown does not destroy it under it. */
-    bool counted = false, held = true;
     int rc;
     for (;;) {
         if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline)) {
@@ -66,27 +163,10 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
             rc = TR_ECANCELED;
             break;
         }
-        /* Any sender that is not a worker of this system: its shutdown
-         * would not wait for it otherwise.  Counted while the hazard still
-         * holds the target, and the close looked at after that (both
-         * seq_cst): shutdown closes the mailbox before it reads the count,
-         * so either it waits for us or we see the close and never turn
-         * the hazard, which its destroyer waits for, into a borrow, which
-         * it would not. */
-        tr__worker *now = tr__worker_now(); /* we may have moved */
-        if (!counted && mb->owner && !(now && now->sys == sys)) {
-            atomic_fetch_add(&sys->foreign_waiters, 1);
-            counted = true;
-            if (atomic_load(&mb->closed)) {
-                rc = mb->closed_error;
-                break;
-            }
-        }
-        if (!tr__hold_across_wait(sys, hold)) {
-            rc = TR_ENOACTOR; /* died after our peek: nothing is held */
-            held = false;
-            break;
-        }
+        if (self && tr_actor_system(self) != sys)
+            return send_from_another_system(sys, hold, mb, self, m, deadline);
+        if ((rc = tr__hold_across_wait(sys, hold)))
+            return rc; /* died after our peek, or stopping: nothing is held */
         /* If the system stops while we wait, this actor is never resumed:
          * the teardown releases the payload we still own (actor.c). */
         if (self)
@@ -105,10 +185,7 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
     }
     if (rc == 0)
         tr__mailbox_notify(mb);
-    if (held)
-        tr__hold_release(sys, hold);
-    if (counted)
-        atomic_fetch_sub(&sys->foreign_waiters, 1);
+    tr__hold_release(sys, hold);
     return rc;
 }
 

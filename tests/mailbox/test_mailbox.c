@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 
 #include "support.h"
+#include "runtime.h"
 
 static tr_mailbox *done_mb;
 
@@ -357,6 +358,111 @@ static void test_exit_wakes_parked_senders_with_enoactor(void **state)
     tr_system_free(sys);
 }
 
+/* ---- sends between two systems that wait for room ------------------------- */
+
+static tr_system *near_sys, *far_sys;
+static tr_ref far_target, near_report;
+static atomic_int far_payloads_freed;
+
+static void count_far_free(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    atomic_fetch_add(&far_payloads_freed, 1);
+}
+
+/* Sends `n` numbered messages (in its state) into far_sys, then a
+ * payload that will find no room, and reports each result near. */
+static int sends_far(tr_actor *self)
+{
+    uint64_t n = (uint64_t)(uintptr_t)tr_actor_state(self);
+    for (uint64_t i = 0; i < n; i++) {
+        tr_msg m = tr_msg_words(7, i, 0);
+        int rc = tr_send(far_sys, far_target, &m, tr_after_ms(TEST_DEADLINE_MS));
+        if (rc)
+            return test_send(near_sys, near_report, 8, (uint64_t)(int64_t)rc, i);
+    }
+    tr_msg last = tr_msg_buf(9, malloc(8), 8, count_far_free);
+    int rc = tr_send(far_sys, far_target, &last, TR_FOREVER);
+    if (rc)
+        tr_msg_release(&last); /* not sent: still ours */
+    return test_send(near_sys, near_report, 8, (uint64_t)(int64_t)rc, n);
+}
+
+/* An actor whose send waits for room in another system's mailbox gets
+ * every message through in order (backpressure across systems), and
+ * when its own system is freed while it waits, nothing of it is left in
+ * the other: its payload is released and the other system's count of
+ * waiting senders is back to 0, so that system still stops.  It used to
+ * wait on the other system's list, from a stack the free unmapped. */
+static void test_a_send_waiting_on_another_system_survives_its_own_system_ending(void **state)
+{
+    (void)state;
+    near_sys = test_system(1);
+    far_sys = test_system(1);
+    tr_mailbox *far_mb;
+    assert_int_equal(tr_mailbox_new(far_sys, 1, &far_mb), 0);
+    far_target = tr_mailbox_ref(far_mb);
+    atomic_store(&far_payloads_freed, 0);
+    const uint64_t n = 200;
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = (void *)(uintptr_t)n;
+    assert_int_equal(tr_spawn_loop(near_sys, sends_far, &o, NULL), 0);
+    /* All but the last numbered one, which keeps the mailbox full: the
+     * payload after it waits in the sender. */
+    for (uint64_t i = 0; i + 1 < n; i++) {
+        tr_msg m = test_recv(far_mb);
+        assert_int_equal(m.tag, 7);
+        assert_int_equal(m.a, i);
+    }
+    usleep(50000); /* it sends the payload, finds no room and waits */
+    tr_system_free(near_sys);
+    assert_int_equal(atomic_load(&far_payloads_freed), 1);
+    assert_int_equal(atomic_load(&far_sys->foreign_waiters), 0);
+    tr_msg m;
+    assert_int_equal(tr_mailbox_recv(far_mb, &m, TR_NOW), 0);
+    assert_int_equal(m.a, n - 1);
+    assert_int_equal(tr_mailbox_recv(far_mb, &m, TR_NOW), TR_ETIMEDOUT);
+    tr_mailbox_free(far_mb);
+    tr_system_free(far_sys);
+}
+
+static int never_receives(tr_actor *self)
+{
+    (void)self;
+    return tr_sleep(TR_FOREVER);
+}
+
+/* The other way round: the target's system stops while the send waits.
+ * Its shutdown waits for the sender, which gets TR_ENOACTOR. */
+static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(void **state)
+{
+    (void)state;
+    near_sys = test_system(1);
+    far_sys = test_system(1);
+    tr_mailbox *report;
+    assert_int_equal(tr_mailbox_new(near_sys, 4, &report), 0);
+    near_report = tr_mailbox_ref(report);
+    tr_spawn_opts fo = TR_SPAWN_OPTS_INIT;
+    fo.mailbox_capacity = 1;
+    assert_int_equal(tr_spawn_loop(far_sys, never_receives, &fo, &far_target), 0);
+    tr_msg fill = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(far_sys, far_target, &fill), 0);
+    atomic_store(&far_payloads_freed, 0);
+    assert_int_equal(tr_spawn_loop(near_sys, sends_far, NULL, NULL), 0); /* n = 0 */
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (atomic_load(&far_sys->foreign_waiters) == 0)
+        if (tr_now() > deadline)
+            fail_msg("the sender never waited");
+    tr_system_free(far_sys);
+    tr_msg r = test_recv(report);
+    assert_int_equal(r.tag, 8);
+    assert_int_equal((int)(int64_t)r.a, TR_ENOACTOR);
+    tr_mailbox_free(report);
+    tr_system_free(near_sys);
+    assert_int_equal(atomic_load(&far_payloads_freed), 1); /* by the sender */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +474,8 @@ int main(void)
         cmocka_unit_test(test_thread_mailbox_is_owned_and_receives_replies),
         cmocka_unit_test(test_queued_payloads_are_released_when_mailbox_is_freed),
         cmocka_unit_test(test_exit_wakes_parked_senders_with_enoactor),
+        cmocka_unit_test(test_a_send_waiting_on_another_system_survives_its_own_system_ending),
+        cmocka_unit_test(test_a_send_waiting_on_another_system_ends_when_that_system_stops),
     };
     return cmocka_run_group_tests_name("mailbox", tests, NULL, NULL);
 }
