@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "runtime.h"
 
 static tr_mailbox *done_mb;   /* the main thread's: actors report here */
 
@@ -544,6 +545,18 @@ static tr_ref spawn_full_sleeper(tr_system *sys)
     return r;
 }
 
+/* How many senders wait for room in the mailbox of actor `ref`. */
+static unsigned target_waiters(tr_system *sys, tr_ref ref)
+{
+    void *obj;
+    uint8_t kind;
+    struct tr_mailbox *mb = tr__mailbox_borrow(sys, ref, &obj, &kind);
+    unsigned n = mb ? atomic_load(&mb->nwaiters) : 0;
+    if (mb)
+        tr__ref_put(sys, ref, obj, kind);
+    return n;
+}
+
 static void *select_into_full(void *arg)
 {
     (void)arg;
@@ -566,6 +579,12 @@ static void test_a_thread_selecting_into_an_actor_is_waited_for_at_shutdown(void
         atomic_store(&thread_select_rc, 99);
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, select_into_full, NULL), 0);
+        /* Free only once it is in (a call that has not begun by then is
+         * the caller's race), at its wait or a little later. */
+        int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+        while (!target_waiters(stopping_sys, full_target))
+            if (tr_now() > deadline)
+                fail_msg("the select never waited");
         usleep((useconds_t)(run % 5) * 500);
         tr_system_free(stopping_sys);
         assert_int_equal(pthread_join(t, NULL), 0);
