@@ -23,7 +23,9 @@
 /*
  * Requests from tr_supervisor_children, _start_child and _terminate_child:
  * a heap payload, answered to `reply`.  Those that change the children
- * wait (on `deferred`) while the supervisor is stopping some.
+ * wait (on `deferred`) while the supervisor is stopping some.  Every
+ * request is answered exactly once: by the supervisor, or, if it ends
+ * first, by the payload's destructor (free_request), wherever that runs.
  */
 #define TAG_REQUEST ((uint64_t)-10)
 #define TAG_REPLY ((uint64_t)-11)
@@ -31,6 +33,8 @@ enum { OP_CHILDREN = 1, OP_START, OP_TERMINATE };
 
 typedef struct request {
     int op;
+    bool answered;
+    tr_system *sys;
     tr_ref reply;
     tr_child_spec spec;      /* OP_START */
     tr_ref child;            /* OP_TERMINATE */
@@ -73,10 +77,35 @@ static tr_system *sys_of(void)
     return tr_actor_system(tr_current());
 }
 
+/* An answer that carries only a code (and for OP_START the child's ref). */
+static tr_msg code_answer(int rc, tr_ref child)
+{
+    return tr_msg_words(TAG_REPLY, (uint64_t)(int64_t)rc, child);
+}
+
+/*
+ * The destructor of a request's payload.  One the supervisor never
+ * answered is answered "no such supervisor" here: it was on the deferred
+ * list, in flight when the supervisor was abandoned, or still in its
+ * mailbox when it ended.  This may run outside the supervisor (its
+ * mailbox is drained wherever the actor is destroyed), so the answer is
+ * a send that never waits; the asker's one-message mailbox has room.
+ */
+static void free_request(void *ptr, size_t len)
+{
+    (void)len;
+    request *r = ptr;
+    if (!r->answered) {
+        tr_msg m = code_answer(TR_ENOACTOR, TR_REF_NONE);
+        tr_try_send(r->sys, r->reply, &m); /* fails only if the asker gave up */
+    }
+    free(r);
+}
+
 static void free_sup(void *arg)
 {
     sup *s = arg;
-    if (s->in_flight) /* abandoned while handling it: the asker times out */
+    if (s->in_flight) /* abandoned while handling it */
         tr_msg_release(s->in_flight);
     free(s->kids);
     free(s->history);
@@ -84,7 +113,7 @@ static void free_sup(void *arg)
     tr__refmap_free(&s->left_behind);
     for (request *r = s->deferred, *next; r; r = next) {
         next = r->next;
-        free(r);
+        free_request(r, sizeof *r);
     }
     free(s);
 }
@@ -144,20 +173,24 @@ static void free_payload(void *ptr, size_t len)
  * not taken for one (its payload is not ours to read). */
 static bool is_request(const tr_msg *m)
 {
-    return m->tag == TAG_REQUEST && m->free_fn == free_payload && m->len == sizeof(request);
+    return m->tag == TAG_REQUEST && m->free_fn == free_request && m->len == sizeof(request);
 }
 
-static void reply(const request *r, tr_msg *m)
+static void reply(request *r, tr_msg *m)
 {
+    r->answered = true;
     if (tr_send(sys_of(), r->reply, m, tr_after_ms(100)))
         tr_msg_release(m); /* the asker gave up */
 }
 
-static void answer_children(sup *s, const request *r)
+static void answer_children(sup *s, request *r)
 {
     tr_child_info *info = calloc(s->n ? s->n : 1, sizeof *info);
-    if (!info)
-        return; /* the asker times out */
+    if (!info) {
+        tr_msg m = code_answer(TR_ENOMEM, TR_REF_NONE);
+        reply(r, &m);
+        return;
+    }
     for (size_t i = 0; i < s->n; i++) {
         memcpy(info[i].name, s->kids[i].name, sizeof info[i].name);
         info[i].ref = s->kids[i].ref;
@@ -548,12 +581,12 @@ static int handle_request(sup *s, request *r)
         stop_child(s, (size_t)i, s->reasons);
         remove_child(s, (size_t)i);
         int exits = handle_deferred(s, s->reasons);
-        tr_msg m = tr_msg_words(TAG_REPLY, 0, 0);
+        tr_msg m = code_answer(0, TR_REF_NONE);
         reply(r, &m);
         return exits;
     }
     }
-    tr_msg m = tr_msg_words(TAG_REPLY, (uint64_t)(int64_t)rc, ref);
+    tr_msg m = code_answer(rc, ref);
     reply(r, &m);
     return 0;
 }
@@ -615,7 +648,7 @@ static int sup_body(tr_actor *self)
             rc = handle_request(s, r);
             if (!(s->deferred = r->next))
                 s->deferred_tail = &s->deferred;
-            free(r);
+            free_request(r, sizeof *r);
         }
     }
     return shut_down(s, rc);
@@ -671,7 +704,8 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
 /*
  * Ask the supervisor and wait for its answer in a mailbox of our own.
  * Takes `r` (heap); a late answer, after the deadline, is lost with the
- * mailbox, and what the supervisor did stays done.
+ * mailbox, and what the supervisor did stays done.  Once sent, `r` is
+ * answered even if the supervisor ends first (free_request).
  */
 static int ask(tr_system *sys, tr_ref supervisor, request *r, tr_msg *answer,
                tr_deadline deadline)
@@ -682,11 +716,12 @@ static int ask(tr_system *sys, tr_ref supervisor, request *r, tr_msg *answer,
         free(r);
         return rc;
     }
+    r->sys = sys;
     r->reply = tr_mailbox_ref(mb);
-    tr_msg m = tr_msg_buf(TAG_REQUEST, r, sizeof *r, free_payload);
+    tr_msg m = tr_msg_buf(TAG_REQUEST, r, sizeof *r, free_request);
     rc = tr_send(sys, supervisor, &m, deadline);
     if (rc)
-        tr_msg_release(&m);
+        free(r); /* not sent: the error is the answer */
     else
         rc = tr_mailbox_recv(mb, answer, deadline);
     tr_mailbox_free(mb);
@@ -711,13 +746,16 @@ int tr_supervisor_children(tr_system *sys, tr_ref supervisor, tr_child_info *out
         return TR_ENOMEM;
     tr_msg m;
     int rc = ask(sys, supervisor, r, &m, deadline);
-    if (!rc) {
-        size_t have = m.len / sizeof(tr_child_info);
+    if (rc)
+        return rc;
+    if (!m.free_fn) /* no snapshot, only a code (code_answer) */
+        return (int)(int64_t)m.a;
+    size_t have = m.len / sizeof(tr_child_info);
+    if (cap) /* out may be NULL then: only the count is asked for */
         memcpy(out, m.ptr, (have < cap ? have : cap) * sizeof *out);
-        *n = have;
-        tr_msg_release(&m);
-    }
-    return rc;
+    *n = have;
+    tr_msg_release(&m);
+    return 0;
 }
 
 int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,

@@ -113,8 +113,9 @@ TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
  * supervises it like them; *child receives its ref.  The spec's name is
  * not kept (dynamic children are named ""), the rest is copied.
  * Returns 0, the start function's error, TR_ELIMIT (max_children),
- * TR_EINVAL, TR_ENOACTOR (no such supervisor), TR_ETIMEDOUT (no answer
- * by the deadline: the child may still have been started), or TR_ENOMEM.
+ * TR_EINVAL, TR_ENOACTOR (no such supervisor, or it ended before it
+ * answered: what it had done stays done), TR_ETIMEDOUT (no answer by the
+ * deadline: the child may still have been started), or TR_ENOMEM.
  */
 TR_API int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
                                      const tr_child_spec *spec, tr_ref *child,
@@ -123,8 +124,9 @@ TR_API int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
 /*
  * tr_supervisor_terminate_child - stop a child (as the supervisor stops
  * children: cancel, then wait its shutdown time) and forget it: it is not
- * restarted.  Returns 0, TR_ENOACTOR (no such supervisor or child),
- * TR_ETIMEDOUT, TR_EINVAL or TR_ENOMEM.
+ * restarted.  Returns 0, TR_ENOACTOR (no such supervisor or child, or
+ * the supervisor ended before it answered), TR_ETIMEDOUT, TR_EINVAL or
+ * TR_ENOMEM.
  */
 TR_API int tr_supervisor_terminate_child(tr_system *sys, tr_ref supervisor,
                                          tr_ref child, tr_deadline deadline);
@@ -148,9 +150,11 @@ typedef struct tr_child_info {
  * start order: up to `cap` entries in `out`, their number in *n.  Asks
  * the supervisor and waits for its answer until `deadline`.  Any thread
  * or actor may call it (it makes a mailbox of its own for the answer).
- * Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor), TR_ETIMEDOUT,
- * TR_ECANCELED (a calling actor was cancelled while it waited), or
- * TR_ENOMEM.  The same holds for the two calls below.
+ * Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor, or it ended
+ * before it answered), TR_ETIMEDOUT, TR_ECANCELED (a calling actor was
+ * cancelled while it waited), or TR_ENOMEM (here or in the supervisor).
+ * The same holds for the two calls above: a supervisor that ends answers
+ * every request it has not handled with TR_ENOACTOR.
  */
 TR_API int tr_supervisor_children(tr_system *sys, tr_ref supervisor,
                                   tr_child_info *out, size_t cap, size_t *n,

@@ -339,6 +339,84 @@ static void test_a_supervisor_child_with_no_shutdown_time_waits_for_its_tree(voi
     tr_system_free(sys);
 }
 
+/* ---- the requests of an abandoned supervisor ------------------------------ */
+
+static atomic_bool in_start;
+
+/* A start function that yields until its supervisor is abandoned, which
+ * ends the supervisor right there (it gives up at the test's deadline). */
+static int start_forever(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)sys;
+    (void)arg;
+    (void)out;
+    atomic_store(&in_start, true);
+    for (int64_t give_up = tr_now() + TEST_DEADLINE_MS * 1000000ll; tr_now() < give_up;)
+        tr_yield();
+    return TR_ETIMEDOUT;
+}
+
+typedef struct asker {
+    tr_system *sys;
+    tr_ref sup;
+    pthread_t thread;
+    int rc;
+} asker;
+
+static void *ask_start_forever(void *arg)
+{
+    asker *a = arg;
+    tr_child_spec c = {.start = start_forever, .shutdown_ns = 1000000};
+    tr_ref child;
+    a->rc = tr_supervisor_start_child(a->sys, a->sup, &c, &child, tr_after_ms(TEST_DEADLINE_MS));
+    return NULL;
+}
+
+static void ask_on_a_thread(asker *a, tr_system *sys, tr_ref sup)
+{
+    *a = (asker){.sys = sys, .sup = sup, .rc = 1};
+    assert_int_equal(pthread_create(&a->thread, NULL, ask_start_forever, a), 0);
+}
+
+/*
+ * A supervisor abandoned in the middle of a request (inside the start
+ * function of a child it was asked to add), with another request waiting
+ * in its mailbox: it ends with TR_EKILLED, and both askers hear
+ * TR_ENOACTOR then, not at their deadline.
+ */
+static void test_an_abandoned_supervisor_answers_its_requests_enoactor(void **state)
+{
+    (void)state;
+    tr_system *sys = logging_system();
+    atomic_store(&in_start, false);
+    tr_ref sup;
+    assert_int_equal(tr_supervisor_start(sys, NULL, NULL, 0, &sup), 0);
+    tr_ref refs[2] = {sup, TR_REF_NONE};
+    watch(sys, refs);
+    asker in_flight, queued;
+    ask_on_a_thread(&in_flight, sys, sup);
+    for (int tries = 0; !atomic_load(&in_start) && tries < 20000; tries++)
+        usleep(1000);
+    assert_true(atomic_load(&in_start));
+    ask_on_a_thread(&queued, sys, sup);
+    uint32_t depth = 0;
+    for (int tries = 0; depth != 1 && tries < 20000; tries++) {
+        assert_int_equal(tr_mailbox_depth(sys, sup, &depth, NULL), 0);
+        usleep(1000);
+    }
+    assert_int_equal(depth, 1); /* it does not receive while in the start function */
+    assert_int_equal(tr__abandon(sys, sup), 0);
+    tr_msg down = test_recv(report_mb);
+    assert_int_equal(down.a, sup);
+    assert_int_equal((int64_t)down.b, TR_EKILLED);
+    assert_int_equal(pthread_join(in_flight.thread, NULL), 0);
+    assert_int_equal(pthread_join(queued.thread, NULL), 0);
+    assert_int_equal(in_flight.rc, TR_ENOACTOR);
+    assert_int_equal(queued.rc, TR_ENOACTOR);
+    tr_mailbox_free(report_mb);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_a_parked_shielded_supervisor_is_abandoned_without_resuming),
         cmocka_unit_test(test_an_abandoned_sender_loses_no_payload),
         cmocka_unit_test(test_a_supervisor_child_with_no_shutdown_time_waits_for_its_tree),
+        cmocka_unit_test(test_an_abandoned_supervisor_answers_its_requests_enoactor),
     };
     return cmocka_run_group_tests_name("abandon", tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* test_supervisor.c - restart strategies with their exact sequences,
  * restart types, intensity escalating through two levels, backoff, the
  * children snapshot, and cancelling a three-level tree. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -440,6 +441,111 @@ static void test_dynamic_children_start_stop_and_respect_the_limit(void **state)
     tr_system_free(sys);
 }
 
+/* ---- requests that reach a supervisor in its final stop -------------------- */
+
+static atomic_bool hog_cancelled, hog_released;
+
+/* Waits for its cancel, then keeps its worker (it never yields) until
+ * main releases it: on a one-worker system its supervisor, stopping it,
+ * cannot take its mail meanwhile, so a request provably waits there. */
+static int hog(tr_actor *self)
+{
+    (void)self;
+    tr_msg m;
+    while (tr_recv(&m, TR_FOREVER) == 0)
+        tr_msg_release(&m);
+    atomic_store(&hog_cancelled, true);
+    while (!atomic_load(&hog_released))
+        ;
+    return TR_ECANCELED;
+}
+
+static int start_hog(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    return tr_spawn_loop(sys, hog, NULL, out);
+}
+
+static int idle_handler(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    tr_msg_release(m);
+    return 0;
+}
+
+static int start_idle(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    return tr_spawn(sys, idle_handler, NULL, out);
+}
+
+typedef struct asker {
+    tr_system *sys;
+    tr_ref sup;
+    int rc;
+} asker;
+
+static void *ask_start_child(void *arg)
+{
+    asker *a = arg;
+    tr_child_spec c = {.start = start_idle, .shutdown_ns = 1000000};
+    tr_ref child;
+    a->rc = tr_supervisor_start_child(a->sys, a->sup, &c, &child, tr_after_ms(TEST_DEADLINE_MS));
+    return NULL;
+}
+
+static void wait_for_depth(tr_system *sys, tr_ref ref, uint32_t want)
+{
+    uint32_t depth = 0;
+    for (int tries = 0; tries < 20000; tries++) {
+        assert_int_equal(tr_mailbox_depth(sys, ref, &depth, NULL), 0);
+        if (depth == want)
+            return;
+        usleep(1000);
+    }
+    assert_int_equal(depth, want);
+}
+
+/*
+ * A start_child request reaches a supervisor that is stopping its children
+ * for good (it was cancelled).  With the hog alone, the supervisor ends as
+ * soon as the hog does, the request still in its mailbox; with an idle
+ * child before it, the supervisor takes the request while it stops that
+ * one, and it ends with the request on its deferred list.  Either way the
+ * asker hears TR_ENOACTOR at once, not at its deadline.
+ */
+static void final_stop_answers_request(const tr_child_spec *kids, size_t n)
+{
+    atomic_store(&hog_cancelled, false);
+    atomic_store(&hog_released, false);
+    tr_system *sys = test_system(1);
+    tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, kids, n);
+    size_t have = 0;
+    assert_int_equal(tr_supervisor_children(sys, sup, NULL, 0, &have, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(have, n);
+    assert_int_equal(tr_cancel(sys, sup), 0);
+    for (int tries = 0; !atomic_load(&hog_cancelled) && tries < 20000; tries++)
+        usleep(1000);
+    assert_true(atomic_load(&hog_cancelled));
+    asker a = {sys, sup, 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ask_start_child, &a), 0);
+    wait_for_depth(sys, sup, 1);
+    atomic_store(&hog_released, true);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rc, TR_ENOACTOR);
+    tr_system_free(sys);
+}
+
+static void test_a_request_during_the_final_stop_is_answered_enoactor(void **state)
+{
+    (void)state;
+    tr_child_spec hog_spec = {.name = "hog", .start = start_hog, .shutdown_ns = TEST_DEADLINE_MS * 1000000ll};
+    tr_child_spec idle_spec = {.name = "idle", .start = start_idle, .shutdown_ns = TEST_DEADLINE_MS * 1000000ll};
+    final_stop_answers_request(&hog_spec, 1);                            /* left in the mailbox */
+    final_stop_answers_request((tr_child_spec[]){idle_spec, hog_spec}, 2); /* deferred */
+}
+
 /* ---- fault injection: random failures and cancellations for a while ------- */
 
 static _Atomic int64_t chaos_starts, chaos_ends;
@@ -664,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_cancelling_a_three_level_tree_ends_every_leaf_once),
         cmocka_unit_test(test_stop_at_once_ends_every_child),
         cmocka_unit_test(test_dynamic_children_start_stop_and_respect_the_limit),
+        cmocka_unit_test(test_a_request_during_the_final_stop_is_answered_enoactor),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_bad_supervisor_arguments),
