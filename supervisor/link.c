@@ -73,8 +73,8 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
     tr_actor *self = tr_current();
     if (!self)
         return TR_ECONTEXT;
-    if (other == self->mbox.ref)
-        return TR_EINVAL;
+    if (other == TR_REF_NONE || other == self->mbox.ref)
+        return TR_EINVAL; /* TR_REF_NONE: the empty mark of the link map */
     tr_system *sys = self->mbox.sys;
     uint8_t kind;
     struct tr_actor *o = tr__slot_get(&sys->slots, other, &kind);
@@ -144,7 +144,7 @@ int tr_monitor(tr_ref target, tr_ref *monitor)
     tr_actor *self = tr_current();
     if (!self)
         return TR_ECONTEXT;
-    if (!monitor)
+    if (!monitor || target == TR_REF_NONE)
         return TR_EINVAL;
     tr_system *sys = self->mbox.sys;
     tr_ref id = atomic_fetch_add(&sys->next_monitor, 1);

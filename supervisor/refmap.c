@@ -43,6 +43,8 @@ static bool grow(tr__refmap *m)
 
 bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val)
 {
+    if (ref == TR_REF_NONE) /* the mark of a free slot: it cannot be stored */
+        return false;
     tr__refmap_slot *at = slot_of(m, ref);
     if (at) {
         at->val = val;
@@ -96,11 +98,13 @@ void tr__refmap_prefetch(const tr__refmap *m, tr_ref ref)
         __builtin_prefetch(&m->slots[home_of(m, ref)]);
 }
 
-void tr__refmap_keys(const tr__refmap *m, tr_ref *out)
+size_t tr__refmap_keys(const tr__refmap *m, tr_ref *out)
 {
+    size_t n = 0;
     for (size_t i = 0; m->slots && i <= m->mask; i++)
         if (m->slots[i].key)
-            *out++ = m->slots[i].key;
+            out[n++] = m->slots[i].key;
+    return n;
 }
 
 void tr__refmap_free(tr__refmap *m)

@@ -30,7 +30,8 @@ typedef struct tr__refmap {
     size_t len;
 } tr__refmap;
 
-/* Set ref -> val (replacing); false if out of memory (map unchanged). */
+/* Set ref -> val (replacing); false if out of memory or ref is
+ * TR_REF_NONE, which marks free slots (map unchanged either way). */
 bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val);
 
 /* The value of ref in *val; false if absent. */
@@ -42,8 +43,9 @@ bool tr__refmap_del(tr__refmap *m, tr_ref ref, uint32_t *val);
 /* Start loading where ref would be, for a lookup soon after. */
 void tr__refmap_prefetch(const tr__refmap *m, tr_ref ref);
 
-/* Every ref, in table order, into out (len entries). */
-void tr__refmap_keys(const tr__refmap *m, tr_ref *out);
+/* Every ref, in table order, into out (room for len); returns how many
+ * were written. */
+size_t tr__refmap_keys(const tr__refmap *m, tr_ref *out);
 
 void tr__refmap_free(tr__refmap *m);
 

@@ -160,11 +160,10 @@ static void tell_links(tr_system *sys, tr_ref self, tr__refmap *links, int reaso
 {
     tr_ref few[8]; /* most actors have a link or two: no allocation */
     tr_ref *keys = links->len <= 8 ? few : malloc(links->len * sizeof *keys);
-    if (keys)
-        tr__refmap_keys(links, keys);
     /* Out of memory for the list: the linked actors are not told (rare;
      * their own exits still reach us, harmlessly, as we are gone). */
-    for (size_t i = 0; keys && i < links->len; i++) {
+    size_t n = keys ? tr__refmap_keys(links, keys) : 0;
+    for (size_t i = 0; i < n; i++) {
         tr_msg m = tr__notice(TR_TAG_EXIT, self, TR_REF_NONE, reason, detail);
         send_signal(sys, keys[i], &m);
     }

@@ -82,8 +82,8 @@ TR_API int tr_exit_detail(const void *data, size_t len);
  * same two is the same link).  If `other` has already ended (or never
  * was), a caller that traps exits gets the notice at once: the call
  * returns 0 and a TR_TAG_EXIT with reason TR_ENOACTOR follows; any other
- * caller gets TR_ENOACTOR.  Returns 0, TR_ECONTEXT, TR_EINVAL (itself, or
- * a mailbox's ref), TR_ENOACTOR or TR_ENOMEM.
+ * caller gets TR_ENOACTOR.  Returns 0, TR_ECONTEXT, TR_EINVAL (TR_REF_NONE,
+ * itself, or a mailbox's ref), TR_ENOACTOR or TR_ENOMEM.
  */
 TR_API int tr_link(tr_ref other);
 
@@ -93,8 +93,8 @@ TR_API int tr_unlink(tr_ref other);
 /*
  * tr_monitor - watch `target`; *monitor receives the monitor's ref, which
  * the DOWN message carries in msg.a.  Returns 0 (also when the target has
- * already ended: the DOWN is on its way), TR_ECONTEXT, TR_EINVAL or
- * TR_ENOMEM.
+ * already ended: the DOWN is on its way), TR_ECONTEXT, TR_EINVAL (NULL
+ * monitor, or target TR_REF_NONE, which names no actor) or TR_ENOMEM.
  */
 TR_API int tr_monitor(tr_ref target, tr_ref *monitor);
 

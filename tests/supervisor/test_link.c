@@ -549,6 +549,59 @@ static void test_bad_link_and_monitor_calls_are_refused(void **state)
     tr_system_free(sys);
 }
 
+/* Waits for ever; reports how its wait ended (a link's kill: cancelled). */
+static int waits_for_ever(tr_actor *self)
+{
+    (void)self;
+    tr_msg m;
+    int rc = tr_recv(&m, TR_FOREVER);
+    report(11, (uint64_t)(int64_t)rc, 0);
+    return 0;
+}
+
+/* Tries TR_REF_NONE every way (more often than the exit's stack list of
+ * 8 holds), links to target_ref for real, then ends abnormally. */
+static int links_to_none(tr_actor *self)
+{
+    (void)self;
+    int refused = 0;
+    tr_ref mon;
+    for (int i = 0; i < 9; i++)
+        refused += tr_link(TR_REF_NONE) == TR_EINVAL;
+    refused += tr_monitor(TR_REF_NONE, &mon) == TR_EINVAL;
+    tr_trap_exits(true);
+    refused += tr_link(TR_REF_NONE) == TR_EINVAL;
+    tr_msg m;
+    int queued = tr_recv(&m, TR_NOW); /* no EXIT of "no actor" */
+    tr_trap_exits(false);
+    int linked = tr_link(target_ref);
+    report(12, (uint64_t)refused, (uint64_t)(int64_t)queued);
+    report(13, (uint64_t)(int64_t)linked, 0);
+    return 42;
+}
+
+static void test_linking_or_monitoring_no_actor_is_refused(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    assert_int_equal(tr_spawn_loop(sys, waits_for_ever, NULL, &target_ref), 0);
+    assert_int_equal(tr_spawn_loop(sys, links_to_none, NULL, NULL), 0);
+    tr_msg tries = test_recv(done_mb);
+    assert_int_equal(tries.tag, 12);
+    assert_int_equal(tries.a, 11);                  /* every try refused */
+    assert_int_equal((int64_t)tries.b, TR_ETIMEDOUT); /* and nothing queued */
+    tr_msg link = test_recv(done_mb);
+    assert_int_equal(link.tag, 13);
+    assert_int_equal((int64_t)link.a, 0);
+    /* The one real link still ends its partner. */
+    tr_msg partner = test_recv(done_mb);
+    assert_int_equal(partner.tag, 11);
+    assert_int_equal((int64_t)partner.a, TR_ECANCELED);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
+        cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
         cmocka_unit_test(test_linking_an_ended_actor_tells_at_once),
         cmocka_unit_test(test_exit_detail_reaches_links_monitors_and_those_a_link_ends),
         cmocka_unit_test(test_bad_details_are_refused_and_unread_notices_freed),
