@@ -5,18 +5,36 @@
 
 #include "../actors/runtime.h"
 
-/* The receiver ends because a linked actor ended as notice `m` says. */
-static void kill_by_link(struct tr_actor *a, const tr_msg *m)
+/* Under a's lock: a ends because a linked actor ended as notice `m` says. */
+static void mark_killed(struct tr_actor *a, const tr_msg *m)
 {
     /* The first such exit names the reason; 0 means "not killed". */
-    tr__spin_lock(&a->sig_lock);
     if (!atomic_load_explicit(&a->kill_reason, memory_order_relaxed)) {
         atomic_store_explicit(&a->kill_reason, tr__notice_reason(m), memory_order_relaxed);
         a->kill_detail = tr__detail_hold(tr__notice_detail(m));
     }
-    tr__spin_unlock(&a->sig_lock);
     atomic_store(&a->cancelled, true); /* seq_cst: before the interrupt */
-    tr__actor_interrupt(a);
+}
+
+/*
+ * Exit notice `m` reaches a receiver that does not trap: the receiver's
+ * half of the link ends, and if it was still there and the reason is not
+ * 0, the receiver ends too.  The ending actor may have taken its link set
+ * just before a tr_unlink could take the receiver off it, so only the
+ * receiver's half tells whether the link still holds.  Both steps are
+ * under the receiver's lock, where tr_unlink drops that half: an unlink
+ * that comes first prevents the kill, one that comes after finds the
+ * receiver cancelled already (tr_cancelled says so when it returns).
+ */
+static void obey_exit(struct tr_actor *a, const tr_msg *m)
+{
+    tr__spin_lock(&a->sig_lock);
+    bool kill = tr__refmap_del(&a->sig.links, m->from, NULL) && tr__notice_reason(m) != 0;
+    if (kill)
+        mark_killed(a, m);
+    tr__spin_unlock(&a->sig_lock);
+    if (kill)
+        tr__actor_interrupt(a);
 }
 
 /* Whether a notice concerns a non-trapping receiver: exits only kill. */
@@ -92,7 +110,7 @@ static void collect(struct tr_actor *a)
  * if there is no memory for it (false then).  It is consumed either way.
  * An exit (from a linked actor) also ends the link on the receiver's
  * side: a trapping receiver drops it when it takes the notice, any other
- * right here.
+ * right here (obey_exit).
  */
 static bool send_signal(tr_system *sys, tr_ref to, tr_msg *m)
 {
@@ -104,9 +122,7 @@ static bool send_signal(tr_system *sys, tr_ref to, tr_msg *m)
     if (hold.kind != TR__SLOT_ACTOR)
         goto release;
     if (!delivered_as_message(a, m)) {
-        tr__link_drop(a, m->from);
-        if (tr__notice_reason(m) != 0)
-            kill_by_link(a, m);
+        obey_exit(a, m);
         goto release;
     }
     tr__signal *s = tr__alloc(sys, TR__POOL_NODE);
@@ -139,17 +155,16 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
         set_first(a, s->next);
         if (!s->next)
             a->sig.last = NULL;
-        if (s->msg.tag == TR_TAG_EXIT) /* the link ends with the notice */
-            tr__notice_set_tag(&s->msg, tr__link_drop(a, s->msg.from));
         tr_msg m = s->msg;
         tr__free(a->mbox.sys, TR__POOL_NODE, s);
         /* Trapping may have been turned off since it was queued. */
         if (delivered_as_message(a, &m)) {
+            if (m.tag == TR_TAG_EXIT) /* the link ends with the notice */
+                tr__notice_set_tag(&m, tr__link_drop(a, m.from));
             *out = m;
             return true;
         }
-        if (tr__notice_reason(&m) != 0)
-            kill_by_link(a, &m);
+        obey_exit(a, &m);
         tr_msg_release(&m);
     }
 }

@@ -602,6 +602,109 @@ static void test_linking_or_monitoring_no_actor_is_refused(void **state)
     tr_system_free(sys);
 }
 
+/* ---- an unlink that races the other side's exit ------------------------ */
+
+#define MANY_LINKS (20000 / TEST_SCALE)
+#define UNLINK_ROUNDS 20
+static atomic_bool other_ending;
+static _Atomic tr_ref unlinker_ref;
+
+static int idle_helper(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    tr_msg_release(m);
+    return 0;
+}
+
+static void say_ending(void *arg)
+{
+    (void)arg;
+    atomic_store(&other_ending, true); /* before its notices go out */
+}
+
+/* Links to MANY_LINKS helpers and to the unlinker, so that its exit
+ * sends many EXITs, the unlinker's somewhere among them; on message 1
+ * ends with 42. */
+static int many_links(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    for (int i = 0; i < MANY_LINKS; i++) {
+        tr_ref h;
+        if (tr_spawn(sys, idle_helper, NULL, &h) || tr_link(h))
+            return -1;
+    }
+    if (tr_link(atomic_load(&unlinker_ref)))
+        return -1;
+    report(20, 0, 0);
+    tr_msg m;
+    if (tr_recv(&m, TR_FOREVER))
+        return -1;
+    tr_defer(say_ending, NULL);
+    return 42;
+}
+
+/*
+ * Told the other side's ref and how long to wait, watches it, then keeps
+ * its worker until the other side is ending, waits that long, unlinks,
+ * and waits for its DOWN, which comes after all its EXITs.  Reports the
+ * unlink's result and whether it was cancelled right after it (bit 0)
+ * and at the DOWN (bit 1).
+ */
+static int unlinker(tr_actor *self)
+{
+    (void)self;
+    tr_msg m;
+    tr_ref mon;
+    if (tr_recv(&m, TR_FOREVER) || tr_monitor(m.a, &mon))
+        return -1;
+    tr_ref other = m.a;
+    int64_t delay = (int64_t)m.b;
+    report(21, 0, 0);
+    while (!atomic_load(&other_ending))
+        ;
+    for (int64_t until = tr_now() + delay; tr_now() < until;)
+        ;
+    int rc = tr_unlink(other);
+    bool before = tr_cancelled();
+    while (tr_recv(&m, TR_FOREVER) == 0 && !(m.tag == TR_TAG_DOWN && m.from == other))
+        tr_msg_release(&m);
+    tr_msg_release(&m);
+    report(22, (uint64_t)(int64_t)rc, (uint64_t)before | (uint64_t)tr_cancelled() << 1);
+    return 0;
+}
+
+static void test_an_unlink_that_returned_is_not_undone_by_a_late_exit(void **state)
+{
+    (void)state;
+    test_rng rng = {test_seed()};
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    int killed_before = 0, spared = 0;
+    for (int round = 0; round < UNLINK_ROUNDS; round++) {
+        atomic_store(&other_ending, false);
+        tr_ref a, b;
+        assert_int_equal(tr_spawn_loop(sys, unlinker, NULL, &a), 0);
+        atomic_store(&unlinker_ref, a);
+        assert_int_equal(tr_spawn_loop(sys, many_links, NULL, &b), 0);
+        assert_int_equal(test_recv(done_mb).tag, 20);
+        /* a delay somewhere within the exit's EXITs (a few ms) */
+        assert_int_equal(test_send(sys, a, 1, b, test_rnd(&rng) % 2000000), 0);
+        assert_int_equal(test_recv(done_mb).tag, 21); /* it keeps a worker now */
+        assert_int_equal(test_send(sys, b, 1, 0, 0), 0);
+        tr_msg r = test_recv(done_mb);
+        assert_int_equal(r.tag, 22);
+        assert_int_equal((int64_t)r.a, 0);
+        bool before = r.b & 1, at_down = r.b & 2;
+        assert_true(before || !at_down); /* never killed after the unlink returned */
+        killed_before += before;
+        spared += !at_down;
+    }
+    printf("   %d rounds: killed before the unlink returned %d, spared %d\n", UNLINK_ROUNDS,
+           killed_before, spared);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
+        cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
         cmocka_unit_test(test_linking_an_ended_actor_tells_at_once),
         cmocka_unit_test(test_exit_detail_reaches_links_monitors_and_those_a_link_ends),
         cmocka_unit_test(test_bad_details_are_refused_and_unread_notices_freed),
