@@ -187,13 +187,42 @@ static void tell_links(tr_system *sys, tr_ref self, tr__refmap *links, int reaso
     tr__refmap_free(links);
 }
 
-static void tell_monitors(tr_system *sys, tr_ref self, tr__monitor *monitors,
-                          uint32_t n, int reason, tr__detail *detail)
+/* Take the last monitor off a's list and send its DOWN, both under a's
+ * lock (see tell_monitors); false if none was left. */
+static bool tell_one_monitor(struct tr_actor *a, int reason)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        tr_msg m = tr__notice(TR_TAG_DOWN, self, monitors[i].id, reason, detail);
-        send_signal(sys, monitors[i].watcher, &m);
+    tr__spin_lock(&a->sig_lock);
+    bool any = a->sig.nmonitors > 0;
+    if (any) {
+        tr__monitor w = a->sig.monitors[--a->sig.nmonitors];
+        tr_msg m = tr__notice(TR_TAG_DOWN, a->mbox.ref, w.id, reason, a->detail);
+        send_signal(a->mbox.sys, w.watcher, &m);
     }
+    tr__spin_unlock(&a->sig_lock);
+    return any;
+}
+
+/*
+ * Unlike the links, the monitors are not taken all at once: each stays on
+ * the list until its DOWN is pushed, and both happen under the lock that
+ * tr_demonitor searches the list under.  So a demonitor either removes
+ * the monitor before its DOWN exists or finds the DOWN already queued for
+ * it (and takes it out); with the list taken first, a demonitor in
+ * between found neither and its DOWN came afterwards.  The cost is a lock
+ * round trip per DOWN, on a lock that only demonitors still take.  The
+ * send under it never waits, and on a worker (where actors end) it holds
+ * the watcher by hazard, so it destroys nothing there.  From the end of
+ * the list: each one O(1).
+ */
+static void tell_monitors(struct tr_actor *a, int reason)
+{
+    while (tell_one_monitor(a, reason))
+        ;
+    tr__spin_lock(&a->sig_lock);
+    tr__monitor *monitors = a->sig.monitors;
+    a->sig.monitors = NULL;
+    a->sig.monitors_cap = 0;
+    tr__spin_unlock(&a->sig_lock);
     free(monitors);
 }
 
@@ -202,13 +231,10 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     tr_system *sys = a->mbox.sys;
     tr_ref self = a->mbox.ref;
     tr__spin_lock(&a->sig_lock);
-    a->sig.exited = true;
+    a->sig.exited = true; /* no monitor is added from now on */
     tr__refmap links = a->sig.links;
-    tr__monitor *monitors = a->sig.monitors;
-    uint32_t nmonitors = a->sig.nmonitors;
+    bool watched = a->sig.monitors != NULL;
     a->sig.links = (tr__refmap){0};
-    a->sig.monitors = NULL;
-    a->sig.nmonitors = 0;
     tr__spin_unlock(&a->sig_lock);
     /* Nobody reads them now: what was sent to us is dropped. */
     free_list(sys, atomic_exchange(&a->sig.inbox, TR__SIGNALS_CLOSED));
@@ -220,8 +246,8 @@ void tr__signal_exit(struct tr_actor *a, int reason)
     /* Most actors end watched by nobody: no calls then (bench/spawn). */
     if (links.slots)
         tell_links(sys, self, &links, reason, a->detail);
-    if (monitors)
-        tell_monitors(sys, self, monitors, nmonitors, reason, a->detail);
+    if (watched)
+        tell_monitors(a, reason);
 }
 
 bool tr__signal_exit_now(tr_system *sys, tr_ref watcher, tr_ref target)

@@ -16,9 +16,11 @@
  *
  * The actor's sig_lock guards its links and monitors and its `exited`
  * mark: an actor that has ended accepts no new link or monitor (the
- * caller gets the notice at once instead), and its lists are taken, under
- * the lock, exactly once.  At the end the inbox is closed for good with a
- * marker that makes later pushes fail.
+ * caller gets the notice at once instead).  At its end its link set is
+ * taken, under the lock, exactly once; its monitors stay on their list
+ * until each is taken off with its DOWN pushed, one at a time under the
+ * lock, so that tr_demonitor never misses both.  The inbox is closed for
+ * good with a marker that makes later pushes fail.
  */
 #ifndef TR_SIGNAL_H
 #define TR_SIGNAL_H

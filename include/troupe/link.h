@@ -99,10 +99,13 @@ TR_API int tr_unlink(tr_ref other);
 TR_API int tr_monitor(tr_ref target, tr_ref *monitor);
 
 /*
- * tr_demonitor - stop watching: no DOWN for this monitor arrives after it
- * returns 0.  TR_ENOACTOR if there is no such monitor of the caller (it
- * fired, was removed, or another actor made it); TR_ECONTEXT outside any
- * actor.
+ * tr_demonitor - stop watching: once it returns, whatever it returns, no
+ * DOWN for this monitor arrives, even if the target is ending meanwhile.
+ * Returns 0 (the monitor was removed, or its DOWN was queued for the
+ * caller and is taken back), TR_ENOACTOR if there is no such monitor of
+ * the caller (its DOWN was received, it was removed, another actor made
+ * it, or its DOWN was lost to a lack of memory), or TR_ECONTEXT outside
+ * any actor.
  */
 TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
 

@@ -705,6 +705,91 @@ static void test_an_unlink_that_returned_is_not_undone_by_a_late_exit(void **sta
     tr_system_free(sys);
 }
 
+/* ---- a demonitor that races the target's exit ------------------------------ */
+
+#define CROWD (20000 / TEST_SCALE)
+#define RACED 4
+#define DEMONITOR_ROUNDS 10
+
+static bool is_one_of(tr_ref id, const tr_ref *ids, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+/* The monitor of a DOWN message, or TR_REF_NONE if it is none. */
+static tr_ref down_monitor(const tr_msg *m)
+{
+    tr_notice n;
+    return m->tag == TR_TAG_DOWN && !tr_notice_read(m, &n) ? n.monitor : TR_REF_NONE;
+}
+
+/*
+ * Watches target_ref with, in this order: a sentinel, CROWD/2 monitors,
+ * the RACED ones, CROWD/2 more, a second sentinel; whichever end its exit
+ * starts from, the first sentinel's DOWN comes with thousands still to
+ * send before the raced ones, and the other's last.  On the first, it
+ * demonitors the raced ones; until the last, it counts their DOWNs.  It
+ * polls rather than parks, so that it keeps its worker and runs during
+ * the exit.  Reports the demonitors that did not return 0 and the DOWNs
+ * that came after one returned.
+ */
+static int races_demonitor(tr_actor *self)
+{
+    (void)self;
+    tr_ref sentinel[2], raced[RACED], mon;
+    if (tr_monitor(target_ref, &sentinel[0]))
+        return -1;
+    for (int i = 0; i < CROWD + RACED; i++)
+        if (tr_monitor(target_ref, i >= CROWD / 2 && i < CROWD / 2 + RACED ? &raced[i - CROWD / 2] : &mon))
+            return -1;
+    if (tr_monitor(target_ref, &sentinel[1]))
+        return -1;
+    report(23, 0, 0);
+    tr_msg m;
+    tr_ref first;
+    do {
+        while (tr_recv(&m, TR_NOW))
+            ;
+        first = down_monitor(&m);
+        tr_msg_release(&m);
+    } while (!is_one_of(first, sentinel, 2));
+    uint64_t refused = 0, late = 0;
+    for (int i = 0; i < RACED; i++)
+        refused += tr_demonitor(target_ref, raced[i]) != 0;
+    tr_ref last = first == sentinel[0] ? sentinel[1] : sentinel[0];
+    for (tr_ref id = TR_REF_NONE; id != last;) {
+        if (tr_recv(&m, TR_FOREVER))
+            return -2;
+        id = down_monitor(&m);
+        late += is_one_of(id, raced, RACED);
+        tr_msg_release(&m);
+    }
+    report(24, refused, late);
+    return 0;
+}
+
+static void test_no_down_arrives_after_tr_demonitor_returns(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    for (int round = 0; round < DEMONITOR_ROUNDS; round++) {
+        target_ref = spawn_ender(sys);
+        assert_int_equal(tr_spawn_loop(sys, races_demonitor, NULL, NULL), 0);
+        assert_int_equal(test_recv(done_mb).tag, 23);
+        end_it(sys, target_ref, 0);
+        tr_msg r = test_recv(done_mb);
+        assert_int_equal(r.tag, 24);
+        assert_int_equal(r.a, 0); /* each removed, or its DOWN taken back */
+        assert_int_equal(r.b, 0); /* and none came afterwards */
+    }
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
         cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
+        cmocka_unit_test(test_no_down_arrives_after_tr_demonitor_returns),
         cmocka_unit_test(test_linking_an_ended_actor_tells_at_once),
         cmocka_unit_test(test_exit_detail_reaches_links_monitors_and_those_a_link_ends),
         cmocka_unit_test(test_bad_details_are_refused_and_unread_notices_freed),
