@@ -367,6 +367,32 @@ static void stop_range(sup *s, size_t lo, size_t hi, int *reasons)
         stop_child(s, i, reasons);
 }
 
+/* a + b for a, b >= 0, or INT64_MAX (TR_FOREVER) if that is past it.
+ * The delays saturate rather than overflow: a backoff as long as "never"
+ * is a fair thing to ask for, and it must not wrap round to "at once". */
+static int64_t add_saturating(int64_t a, uint64_t b)
+{
+    return b > (uint64_t)(INT64_MAX - a) ? INT64_MAX : a + (int64_t)b;
+}
+
+/* 64 random bits (splitmix64: every bit is good; an LCG's low bits are
+ * not, and its high 31 alone cannot spread a span over 2^31 ns). */
+static uint64_t next_random(sup *s)
+{
+    uint64_t z = (s->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* d moved by up to +/- jitter_percent of itself, uniformly; d >= 0. */
+static int64_t jitter(sup *s, int64_t d)
+{
+    uint32_t p = s->o.jitter_percent; /* at most 100: span <= d */
+    int64_t span = d / 100 * p + d % 100 * p / 100; /* d * p / 100 */
+    return add_saturating(d - span, next_random(s) % (2 * (uint64_t)span + 1));
+}
+
 /* Delay before restarting c: exponential backoff with jitter. */
 static int64_t backoff(sup *s, child *c, int64_t now)
 {
@@ -374,17 +400,10 @@ static int64_t backoff(sup *s, child *c, int64_t now)
         c->streak = 0;
     if (!s->o.backoff_base_ns)
         return 0;
-    int64_t d = s->o.backoff_base_ns;
-    for (uint32_t k = 0; k < c->streak && d < s->o.backoff_cap_ns; k++)
-        d *= 2;
-    if (d > s->o.backoff_cap_ns)
-        d = s->o.backoff_cap_ns;
-    if (s->o.jitter_percent) {
-        s->rng = s->rng * 6364136223846793005ull + 1442695040888963407ull;
-        int64_t span = d * (int64_t)s->o.jitter_percent / 100;
-        d += (int64_t)((s->rng >> 33) % (uint64_t)(2 * span + 1)) - span;
-    }
-    return d > 0 ? d : 0;
+    int64_t d = s->o.backoff_base_ns, cap = s->o.backoff_cap_ns;
+    for (uint32_t k = 0; k < c->streak && d < cap; k++)
+        d = d > cap / 2 ? cap : d * 2;
+    return s->o.jitter_percent ? jitter(s, d) : d;
 }
 
 /* Restart child i now or after its backoff. */
@@ -399,7 +418,7 @@ static int schedule(sup *s, size_t i, int64_t now)
     c->streak++;
     c->restarts++;
     c->state = TR_CHILD_RESTARTING;
-    c->restart_at = now + d;
+    c->restart_at = add_saturating(now, (uint64_t)d); /* INT64_MAX: never */
     return d ? 0 : start_child(s, i);
 }
 
@@ -678,7 +697,7 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
         return TR_ENOMEM;
     s->o = o;
     s->n = n;
-    s->rng = (uint64_t)tr_now() | 1;
+    s->rng = (uint64_t)tr_now();
     s->kids = calloc(n ? n : 1, sizeof *s->kids);
     s->history = calloc(o.intensity + 1, sizeof *s->history);
     s->reasons = calloc(n ? n : 1, sizeof *s->reasons);

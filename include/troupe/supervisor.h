@@ -18,7 +18,9 @@
  * restart may wait: the delay starts at `backoff_base_ns`, doubles with
  * each restart of the same child up to `backoff_cap_ns`, is spread by
  * +/- `jitter_percent`, and falls back to the base once the child has run
- * for `backoff_reset_ns` without failing.
+ * for `backoff_reset_ns` without failing.  The sums saturate: a delay
+ * that would end past INT64_MAX ns on the clock means the child waits
+ * for ever (TR_CHILD_RESTARTING).
  *
  * Stopping: cancelling a supervisor stops its children in reverse order;
  * each is cancelled and given its `shutdown_ns` to end (a child that is a

@@ -256,6 +256,105 @@ static void test_restart_delays_back_off_within_their_bounds(void **state)
     tr_system_free(sys);
 }
 
+static _Atomic int crasher_starts;
+
+static int crasher(tr_actor *self)
+{
+    (void)self;
+    atomic_fetch_add(&crasher_starts, 1);
+    return 99;
+}
+
+static int start_crasher(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    return tr_spawn_loop(sys, crasher, NULL, out);
+}
+
+/* The supervisor's n children, into info. */
+static void snapshot(tr_system *sys, tr_ref sup, tr_child_info *info, size_t n)
+{
+    size_t have = 0;
+    assert_int_equal(tr_supervisor_children(sys, sup, info, n, &have, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(have, n);
+}
+
+/* Child k's snapshot once it has been restarted `restarts` times
+ * (scheduled, that is: it may still wait for its delay). */
+static tr_child_info wait_for_restarts(tr_system *sys, tr_ref sup, size_t n, size_t k,
+                                       uint32_t restarts)
+{
+    tr_child_info info[2];
+    snapshot(sys, sup, info, n);
+    for (int tries = 0; info[k].restarts < restarts && tries < 20000; tries++) {
+        usleep(1000);
+        snapshot(sys, sup, info, n);
+    }
+    usleep(20000); /* and no restart comes */
+    snapshot(sys, sup, info, n);
+    return info[k];
+}
+
+static const tr_child_spec crasher_spec = {.name = "crasher", .start = start_crasher,
+                                           .shutdown_ns = 1000000};
+
+/*
+ * Delays as long as the clock's range, or whose jitter is: the child that
+ * ended waits to be restarted (for ever, as good as), where the sums used
+ * to overflow and wrap round to a restart at once, or trip UBSan.
+ */
+static void test_a_backoff_beyond_the_clock_waits_for_ever(void **state)
+{
+    (void)state;
+    const struct { int64_t base, cap; uint32_t jitter; } cases[] = {
+        {INT64_MAX, INT64_MAX, 0},
+        {INT64_MAX, INT64_MAX, 100},
+        {315360000000000000ll, 315360000000000000ll, 50}, /* ten years, +/- 50 % */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        atomic_store(&crasher_starts, 0);
+        tr_system *sys = test_system(2);
+        tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+        o.backoff_base_ns = cases[k].base;
+        o.backoff_cap_ns = cases[k].cap;
+        o.jitter_percent = cases[k].jitter;
+        tr_ref sup;
+        assert_int_equal(tr_supervisor_start(sys, &o, &crasher_spec, 1, &sup), 0);
+        tr_child_info info = wait_for_restarts(sys, sup, 1, 0, 1);
+        assert_int_equal(info.state, TR_CHILD_RESTARTING);
+        assert_int_equal(info.restarts, 1);
+        assert_int_equal(atomic_load(&crasher_starts), 1);
+        tr_system_free(sys);
+    }
+}
+
+/*
+ * The doubling past the clock: a child waiting for its delayed restart is
+ * rescheduled, with its delay doubled, when a rest_for_one restart of the
+ * child before it takes it along.  Its delay stays at the cap.
+ */
+static void test_a_backoff_doubled_beyond_the_clock_waits_for_ever(void **state)
+{
+    (void)state;
+    reset_journal();
+    atomic_store(&crasher_starts, 0);
+    tr_system *sys = test_system(2);
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.strategy = TR_REST_FOR_ONE;
+    o.backoff_base_ns = INT64_MAX / 2 + 1;
+    o.backoff_cap_ns = INT64_MAX;
+    tr_child_spec c[2] = {worker_spec(0, TR_PERMANENT), crasher_spec};
+    tr_ref sup;
+    assert_int_equal(tr_supervisor_start(sys, &o, c, 2, &sup), 0);
+    assert_int_equal(wait_for_restarts(sys, sup, 2, 1, 1).state, TR_CHILD_RESTARTING);
+    fail_child(sys, 0, 1, -5);
+    tr_child_info info = wait_for_restarts(sys, sup, 2, 1, 2);
+    assert_int_equal(info.state, TR_CHILD_RESTARTING);
+    assert_int_equal(info.restarts, 2);
+    assert_int_equal(atomic_load(&crasher_starts), 1);
+    tr_system_free(sys);
+}
+
 /* ---- cancelling a three-level tree ----------------------------------------- */
 
 /* n permanent children alike, each with its place as argument. */
@@ -767,6 +866,8 @@ int main(void)
         cmocka_unit_test(test_transient_and_temporary_children),
         cmocka_unit_test(test_intensity_escalates_through_two_levels),
         cmocka_unit_test(test_restart_delays_back_off_within_their_bounds),
+        cmocka_unit_test(test_a_backoff_beyond_the_clock_waits_for_ever),
+        cmocka_unit_test(test_a_backoff_doubled_beyond_the_clock_waits_for_ever),
         cmocka_unit_test(test_cancelling_a_three_level_tree_ends_every_leaf_once),
         cmocka_unit_test(test_stop_at_once_ends_every_child),
         cmocka_unit_test(test_dynamic_children_start_stop_and_respect_the_limit),
