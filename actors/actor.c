@@ -137,8 +137,6 @@ void tr__actor_destroy(struct tr_actor *a)
     if (a->outgoing)
         tr_msg_release(a->outgoing);
     tr__select_release_unsent(a->outgoing_cases, a->noutgoing_cases);
-    if (a->far_system) /* it was between tries of a send there */
-        atomic_fetch_sub(&a->far_system->foreign_waiters, 1);
     tr__mailbox_destroy(&a->mbox);
     tr__signal_destroy(a);
     tr__detail_drop(a->detail);

@@ -47,8 +47,9 @@
 #define TR__STACK_CACHE 16    /* stacks a worker keeps for itself */
 #define TR__CACHELINE 64
 
-/* What a slot holds. */
-enum { TR__SLOT_ACTOR = 1, TR__SLOT_MAILBOX = 2 };
+/* What a slot holds: an actor, a mailbox an actor made, or a mailbox a
+ * thread made (which outlives shutdown: its owner frees it). */
+enum { TR__SLOT_ACTOR = 1, TR__SLOT_MAILBOX = 2, TR__SLOT_THREAD_MAILBOX = 3 };
 
 /* The system's block pools (pool.h): actors, rings of the default
  * capacity, and 64-byte nodes (exit notices, cleanup handlers). */
@@ -209,7 +210,8 @@ struct tr_actor {
     struct tr_select_case *outgoing_cases; /* a select's, while it waits */
     size_t noutgoing_cases;
     /* The other system whose foreign_waiters counts it while it sleeps
-     * between tries of a send there (send.c), or NULL. */
+     * between tries of a send there (send.c), or NULL; its own system's
+     * shutdown uncounts it (system.c). */
     struct tr_system *far_system;
 
     /* A linked actor's exit that ended it, and that exit's detail; set

@@ -159,10 +159,24 @@ static void run_cleanups(void *obj, uint8_t kind, void *arg)
         tr__actor_run_cleanups(obj);
 }
 
+/* A parked actor between tries of a send into another system is counted
+ * there (send.c) and will never try again: uncount it now, before this
+ * system waits for its own count, or two systems stopping at once, each
+ * with such an actor in the other, would wait for each other for ever. */
+static void drop_far_count(void *obj, uint8_t kind, void *arg)
+{
+    (void)arg;
+    struct tr_actor *a = obj;
+    if (kind == TR__SLOT_ACTOR && a->far_system) {
+        atomic_fetch_sub(&a->far_system->foreign_waiters, 1);
+        a->far_system = NULL;
+    }
+}
+
 static void destroy_actor_mailbox(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
-    if (kind == TR__SLOT_MAILBOX && ((struct tr_mailbox *)obj)->owner)
+    if (kind == TR__SLOT_MAILBOX)
         tr__owned_mailbox_teardown(obj);
 }
 
@@ -176,7 +190,7 @@ static void destroy_actor(void *obj, uint8_t kind, void *arg)
 static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
-    if (kind == TR__SLOT_MAILBOX)
+    if (kind == TR__SLOT_THREAD_MAILBOX)
         tr__owned_mailbox_destroy(obj);
 }
 
@@ -190,6 +204,7 @@ static void destroy_actors(tr_system *sys)
     /* First wake threads blocked on actors and unhook parked actors from
      * thread mailboxes, while every parked actor's stack still exists. */
     tr__slots_each(&sys->slots, close_one, NULL);
+    tr__slots_each(&sys->slots, drop_far_count, NULL);
     while (atomic_load(&sys->foreign_waiters))
         sched_yield();
     tr__slots_each(&sys->slots, run_cleanups, NULL);

@@ -110,7 +110,8 @@ int tr_mailbox_new(tr_system *sys, uint32_t capacity, tr_mailbox **out)
         atomic_fetch_add(&o->thread->refs, 1);
         tr__mailbox_init(&o->mb, sys, ring_size, NULL, &o->thread->flag, TR_ECLOSED);
     }
-    rc = tr__slot_alloc(&sys->slots, tr__slot_cache_of(sys), &o->mb, TR__SLOT_MAILBOX, &o->mb.ref);
+    rc = tr__slot_alloc(&sys->slots, tr__slot_cache_of(sys), &o->mb,
+                        actor ? TR__SLOT_MAILBOX : TR__SLOT_THREAD_MAILBOX, &o->mb.ref);
     if (rc)
         goto drop_owner;
     tr__owned_mailbox **tail = owner_list(&o->mb);

@@ -116,8 +116,7 @@ static bool any_ready(void *arg)
 /* A send case's place on its target's wait list. */
 struct send_wait {
     tr__waiter w;
-    void *obj;                 /* the target, borrowed while listed */
-    uint8_t kind;
+    tr__hold hold;             /* the target, borrowed while listed */
     struct tr_mailbox *mb;     /* NULL: not listed */
 };
 
@@ -135,37 +134,68 @@ static bool woken_on_a_list(selection *s)
     return false;
 }
 
-/* Join the wait list of every send case; false if one is ready after all. */
-static bool join_send_waits(selection *s, send_wait *sw, _Atomic uint32_t *flag,
-                            struct tr_actor *actor)
+/* Not an error: a send case is ready after all, go round again. */
+#define ROUND_AGAIN 1
+
+/*
+ * Join the wait list of every send case: 0, ROUND_AGAIN if one is ready
+ * after all (gone or closed since the round: it fires next round), or
+ * TR_ESHUTDOWN.  Each target is held across the wait as a waiting send
+ * holds it (tr__hold_across_wait): a thread is counted for shutdown
+ * while it holds an actor's mailbox, and not at all for a thread's.
+ */
+static int join_send_waits(selection *s, send_wait *sw, _Atomic uint32_t *flag,
+                           struct tr_actor *actor)
 {
     for (size_t i = 0; i < s->n; i++) {
         sw[i].mb = NULL;
         if (s->cases[i].op != TR_SELECT_SEND)
             continue;
-        tr_ref to = s->cases[i].to;
-        struct tr_mailbox *mb = tr__mailbox_borrow(s->sys, to, &sw[i].obj, &sw[i].kind);
-        if (!mb)
-            return false; /* gone since the round: it fires next round */
+        tr__hold *h = &sw[i].hold;
+        if (!tr__hold_ref(s->sys, tr__worker_now(), s->cases[i].to, h))
+            return ROUND_AGAIN;
+        if (tr__hold_across_wait(s->sys, h))
+            return atomic_load(&s->sys->stopping) ? TR_ESHUTDOWN : ROUND_AGAIN;
+        struct tr_mailbox *mb = tr__mailbox_of(h->obj, h->kind);
         sw[i].w = (tr__waiter){.actor = actor, .flag = flag};
         if (!tr__mailbox_add_waiter(mb, &sw[i].w)) {
-            tr__ref_put(s->sys, to, sw[i].obj, sw[i].kind);
-            return false; /* closed since the round */
+            tr__hold_release(s->sys, h);
+            return ROUND_AGAIN;
         }
         sw[i].mb = mb;
     }
-    return true;
+    return 0;
 }
 
-static void leave_send_waits(selection *s, send_wait *sw)
+/*
+ * Leave every wait list and let the targets go.  If any hold was counted
+ * for shutdown, the caller stays counted (true: it must uncount): it goes
+ * on into another round, which still touches the system, and a shutdown
+ * that closed our targets to wake us waits for that too.
+ */
+static bool leave_send_waits(selection *s, send_wait *sw)
 {
+    bool counted = false;
+    for (size_t i = 0; i < s->n; i++)
+        if (sw[i].mb && sw[i].hold.counted)
+            counted = true;
+    if (counted) /* while the holds still count */
+        atomic_fetch_add(&s->sys->foreign_waiters, 1);
     for (size_t i = 0; i < s->n; i++) {
         if (!sw[i].mb)
             continue;
         tr__mailbox_remove_waiter(sw[i].mb, &sw[i].w, false);
-        tr__ref_put(s->sys, s->cases[i].to, sw[i].obj, sw[i].kind);
+        tr__hold_release(s->sys, &sw[i].hold);
         sw[i].mb = NULL;
     }
+    return counted;
+}
+
+static void uncount(selection *s, bool *counted)
+{
+    if (*counted)
+        atomic_fetch_sub(&s->sys->foreign_waiters, 1);
+    *counted = false;
 }
 
 /* A thread with no mailbox among its cases waits on a word of its own. */
@@ -205,14 +235,6 @@ static int prepare(selection *s, tr_actor *self, struct tr_mailbox **owner_mb)
     return 0;
 }
 
-static bool has_send_case(const tr_select_case *cases, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (cases[i].op == TR_SELECT_SEND)
-            return true;
-    return false;
-}
-
 /*
  * Rounds and waits until a case fires (its index) or the wait ends (an
  * error).  While it waits, an actor points at its cases, so that if the
@@ -229,17 +251,23 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
         sw[i].mb = NULL; /* a join that stops early leaves the rest so */
     s->sw = sw;
     uint32_t *next = rotation(self);
+    bool counted = false; /* carried from one wait into the next round */
+    int rc;
     for (;;) {
         int fired = try_round(s, (flags & TR_SELECT_BIASED) ? 0 : *next % s->n);
         if (fired >= 0) {
             *next = (uint32_t)fired + 1;
-            return fired;
+            rc = fired;
+            break;
         }
-        if (!join_send_waits(s, sw, flag, self)) {
-            leave_send_waits(s, sw);
-            continue;
+        rc = join_send_waits(s, sw, flag, self);
+        uncount(s, &counted); /* the new holds count now, where they must */
+        if (rc) {
+            counted = leave_send_waits(s, sw);
+            if (rc == ROUND_AGAIN)
+                continue;
+            break;
         }
-        int rc;
         if (self) {
             self->outgoing_cases = s->cases;
             self->noutgoing_cases = s->n;
@@ -252,10 +280,12 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
             rc = wait_on_word(&word, s, deadline);
         if (self)
             self->outgoing_cases = NULL;
-        leave_send_waits(s, sw);
+        counted = leave_send_waits(s, sw);
         if (rc)
-            return rc;
+            break;
     }
+    uncount(s, &counted);
+    return rc;
 }
 
 static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
@@ -271,19 +301,7 @@ static int select_cases(tr_system *sys, tr_select_case *cases, size_t ncases,
     int rc = prepare(&s, self, &owner_mb);
     if (rc)
         return rc;
-    /* A thread's waiting send cases hold their targets across the wait,
-     * so it counts itself, as a waiting tr_send does, before the first
-     * hold: shutdown then waits for it before it destroys actors.  The
-     * count comes before the look at `stopping`, both seq_cst, and
-     * shutdown stores `stopping` before it reads the count: either it
-     * sees us, or we see it stopping and hold nothing. */
-    if (tr__own_worker(sys) || !has_send_case(cases, ncases))
-        return select_loop(&s, self, owner_mb, flags, deadline);
-    atomic_fetch_add(&sys->foreign_waiters, 1);
-    rc = atomic_load(&sys->stopping) ? TR_ESHUTDOWN
-                                     : select_loop(&s, self, owner_mb, flags, deadline);
-    atomic_fetch_sub(&sys->foreign_waiters, 1);
-    return rc;
+    return select_loop(&s, self, owner_mb, flags, deadline);
 }
 
 void tr__select_release_unsent(tr_select_case *cases, size_t n)

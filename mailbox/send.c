@@ -44,21 +44,30 @@ static bool count_holder(tr_system *sys)
 }
 
 /* A thread's own mailboxes outlive shutdown, which does not wait for
- * their senders (they may never get room): only actors' are counted. */
-static bool counts_for_shutdown(tr_system *sys, const tr__hold *h)
+ * their senders (they may never get room) and does not destroy them (a
+ * borrow keeps one): only actors' are counted. */
+static bool counts_for_shutdown(tr_system *sys, uint8_t kind)
 {
-    return tr__mailbox_of(h->obj, h->kind)->owner && !tr__own_worker(sys);
+    return kind != TR__SLOT_THREAD_MAILBOX && !tr__own_worker(sys);
 }
 
 void *tr__hold_borrow(tr_system *sys, tr_ref ref, tr__hold *h)
 {
     h->hazard = NULL;
-    if (!count_holder(sys))
+    /* The slot's kind, without touching what shutdown may be destroying. */
+    uint8_t kind;
+    if (!tr__slot_peek(&sys->slots, ref, &kind))
         return h->obj = NULL;
+    if (counts_for_shutdown(sys, kind)) {
+        if (!count_holder(sys))
+            return h->obj = NULL; /* stopping: its actors are going */
+        h->counted = true;
+    }
     h->obj = tr__slot_get(&sys->slots, ref, &h->kind);
-    h->counted = h->obj && counts_for_shutdown(sys, h);
-    if (!h->counted)
+    if (!h->obj && h->counted) {
         atomic_fetch_sub(&sys->foreign_waiters, 1);
+        h->counted = false;
+    }
     return h->obj;
 }
 
@@ -69,7 +78,7 @@ int tr__hold_across_wait(tr_system *sys, tr__hold *h)
     /* Counted while the hazard still holds the target: the destroyer
      * waits for that, so either shutdown sees the count or we see it
      * stopping before we hold what it would not wait for. */
-    bool count = counts_for_shutdown(sys, h);
+    bool count = counts_for_shutdown(sys, h->kind);
     bool counted = count && count_holder(sys);
     bool alive = (!count || counted) && tr__slot_get(&sys->slots, h->ref, NULL);
     if (counted && !alive)
@@ -105,8 +114,11 @@ static int64_t next_pause(int64_t pause)
  * backing off from FAR_RETRY_NS to FAR_RETRY_MAX_NS, holding nothing of
  * the target meanwhile.  It stays counted in the other system's
  * foreign_waiters (so that system outlives its tries) and records that
- * in `far_system`, so that its own teardown uncounts it if it is never
- * resumed.  `hold` holds the target on entry and is released here.
+ * in `far_system`, so that its own system's shutdown uncounts it if it
+ * is never resumed.  Once the other system stops, it gives up with
+ * TR_ESHUTDOWN: its shutdown waits for the count, and a thread's mailbox
+ * there need never get room.  `hold` holds the target on entry and is
+ * released here.
  */
 static int send_from_another_system(tr_system *sys, tr__hold *hold, struct tr_mailbox *mb,
                                     tr_actor *self, tr_msg *m, tr_deadline deadline)
@@ -115,7 +127,7 @@ static int send_from_another_system(tr_system *sys, tr__hold *hold, struct tr_ma
      * be): the system outlives the tries. */
     if (!count_holder(sys)) {
         tr__hold_release(sys, hold);
-        return TR_ENOACTOR; /* it is stopping: its actors are going */
+        return TR_ESHUTDOWN;
     }
     int rc = atomic_load_explicit(&mb->closed, memory_order_acquire) ? mb->closed_error : TR_EFULL;
     tr__hold_release(sys, hold);
@@ -132,7 +144,7 @@ static int send_from_another_system(tr_system *sys, tr__hold *hold, struct tr_ma
         rc = tr__sleep_until(deadline - now < pause ? deadline : now + pause);
         self->outgoing = NULL;
         if (rc == 0)
-            rc = tr_try_send(sys, hold->ref, m);
+            rc = atomic_load(&sys->stopping) ? TR_ESHUTDOWN : tr_try_send(sys, hold->ref, m);
     }
     self->far_system = NULL;
     atomic_fetch_sub(&sys->foreign_waiters, 1);

@@ -125,9 +125,12 @@ TR_API const char *tr_actor_name(const tr_actor *self); /* "" if none */
  * caller's ref.  If the mailbox is full an actor parks (its worker runs
  * others) and any other thread blocks, until there is room or until
  * `deadline`.  On success the receiver owns the payload; on error the
- * caller still does.  Any thread may call it.
+ * caller still does.  Any thread may call it.  An actor sending into a
+ * full mailbox of another system sleeps and tries again (16 us doubling
+ * to 1 ms between tries) rather than park on it (docs/mailbox.md).
  * Returns 0, TR_ETIMEDOUT (still full at the deadline), TR_ENOACTOR (no
  * such actor or mailbox, or it is gone), TR_ECLOSED (a closed mailbox),
+ * TR_ESHUTDOWN (the other system of such a send stopped meanwhile),
  * TR_ECANCELED (the calling actor was cancelled while it would wait),
  * TR_EDEADLK (an actor whose wait would close a cycle of full mailboxes,
  * docs/mailbox.md), TR_EINVAL (NULL msg), or TR_ENOMEM (the first

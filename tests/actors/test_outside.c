@@ -512,6 +512,7 @@ static void test_spawns_racing_a_shutdown_are_all_destroyed_exactly_once(void **
     }
 }
 
+#if TEST_FAIL_MALLOC
 static tr_system *waiting_sys;
 static atomic_int saw_a_waiter;
 
@@ -526,6 +527,7 @@ static void *release_when_waited(void *arg)
     atomic_store(&blocker_release, 1);
     return NULL;
 }
+#endif
 
 /* A spawn that waited and then runs out of memory says so: the wait's
  * result is not taken for the spawn's. */

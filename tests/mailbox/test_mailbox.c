@@ -433,8 +433,20 @@ static int never_receives(tr_actor *self)
     return tr_sleep(TR_FOREVER);
 }
 
+/* An actor that never receives, its one-message mailbox full. */
+static tr_ref spawn_never_receiving(tr_system *sys)
+{
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 1;
+    tr_ref r;
+    assert_int_equal(tr_spawn_loop(sys, never_receives, &o, &r), 0);
+    tr_msg fill = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(sys, r, &fill), 0);
+    return r;
+}
+
 /* The other way round: the target's system stops while the send waits.
- * Its shutdown waits for the sender, which gets TR_ENOACTOR. */
+ * Its shutdown waits for the sender, which gets TR_ESHUTDOWN. */
 static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(void **state)
 {
     (void)state;
@@ -443,11 +455,7 @@ static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(vo
     tr_mailbox *report;
     assert_int_equal(tr_mailbox_new(near_sys, 4, &report), 0);
     near_report = tr_mailbox_ref(report);
-    tr_spawn_opts fo = TR_SPAWN_OPTS_INIT;
-    fo.mailbox_capacity = 1;
-    assert_int_equal(tr_spawn_loop(far_sys, never_receives, &fo, &far_target), 0);
-    tr_msg fill = tr_msg_words(1, 0, 0);
-    assert_int_equal(tr_try_send(far_sys, far_target, &fill), 0);
+    far_target = spawn_never_receiving(far_sys);
     atomic_store(&far_payloads_freed, 0);
     assert_int_equal(tr_spawn_loop(near_sys, sends_far, NULL, NULL), 0); /* n = 0 */
     int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
@@ -457,10 +465,63 @@ static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(vo
     tr_system_free(far_sys);
     tr_msg r = test_recv(report);
     assert_int_equal(r.tag, 8);
-    assert_int_equal((int)(int64_t)r.a, TR_ENOACTOR);
+    assert_int_equal((int)(int64_t)r.a, TR_ESHUTDOWN);
     tr_mailbox_free(report);
     tr_system_free(near_sys);
     assert_int_equal(atomic_load(&far_payloads_freed), 1); /* by the sender */
+}
+
+static tr_system *pair[2];
+static tr_ref pair_target[2]; /* a full mailbox in each */
+static atomic_int pair_stopped;
+
+/* Sends into the other system's full mailbox: it waits there for ever. */
+static int sends_across(tr_actor *self)
+{
+    int to = (int)(uintptr_t)tr_actor_state(self);
+    tr_msg m = tr_msg_words(1, 0, 0);
+    return tr_send(pair[to], pair_target[to], &m, TR_FOREVER);
+}
+
+static void *stop_one(void *arg)
+{
+    tr_system_shutdown(arg, TR_FOREVER);
+    atomic_fetch_add(&pair_stopped, 1);
+    return NULL;
+}
+
+/* Two systems, each with an actor waiting to send into the other, stop
+ * at once from two threads: each counts the other's sender, which only
+ * the other's shutdown can let go.  Both used to wait for ever. */
+static void test_two_systems_waiting_on_each_other_stop_at_once(void **state)
+{
+    (void)state;
+    for (int run = 0; run < 20 / TEST_SCALE; run++) {
+        for (int i = 0; i < 2; i++) {
+            pair[i] = test_system(1);
+            pair_target[i] = spawn_never_receiving(pair[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+            tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+            o.state = (void *)(uintptr_t)(1 - i);
+            assert_int_equal(tr_spawn_loop(pair[i], sends_across, &o, NULL), 0);
+        }
+        int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+        while (!atomic_load(&pair[0]->foreign_waiters) || !atomic_load(&pair[1]->foreign_waiters))
+            if (tr_now() > deadline)
+                fail_msg("the senders never waited");
+        atomic_store(&pair_stopped, 0);
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, stop_one, pair[i]), 0);
+        while (atomic_load(&pair_stopped) < 2)
+            if (tr_now() > deadline)
+                fail_msg("the two shutdowns wait for each other");
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+            tr_system_free(pair[i]);
+        }
+    }
 }
 
 int main(void)
@@ -476,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_exit_wakes_parked_senders_with_enoactor),
         cmocka_unit_test(test_a_send_waiting_on_another_system_survives_its_own_system_ending),
         cmocka_unit_test(test_a_send_waiting_on_another_system_ends_when_that_system_stops),
+        cmocka_unit_test(test_two_systems_waiting_on_each_other_stop_at_once),
     };
     return cmocka_run_group_tests_name("mailbox", tests, NULL, NULL);
 }

@@ -602,6 +602,60 @@ static void test_a_thread_selecting_into_an_actor_is_waited_for_at_shutdown(void
     }
 }
 
+static tr_mailbox *threads_full_mb;
+static atomic_int shutdown_returned;
+
+static void *shut_down(void *arg)
+{
+    tr_system_shutdown(arg, TR_FOREVER);
+    atomic_store(&shutdown_returned, 1);
+    return NULL;
+}
+
+static void *select_into_threads_mailbox(void *arg)
+{
+    (void)arg;
+    tr_select_case cs[1] = {{.op = TR_SELECT_SEND, .to = tr_mailbox_ref(threads_full_mb),
+                             .msg = tr_msg_words(2, 0, 0)}};
+    atomic_store(&thread_select_rc, tr_select(stopping_sys, cs, 1, 0, TR_FOREVER));
+    atomic_store(&thread_case_rc, cs[0].rc);
+    return NULL;
+}
+
+/* A thread's mailbox outlives the system's shutdown, so a select waiting
+ * for room in it holds nothing shutdown must wait for: shutdown returns
+ * while it waits (it used to wait for the select), and the select then
+ * goes on as usual when the owner makes room. */
+static void test_a_select_into_a_threads_full_mailbox_does_not_hold_up_shutdown(void **state)
+{
+    (void)state;
+    stopping_sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(stopping_sys, 1, &threads_full_mb), 0);
+    tr_msg fill = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(stopping_sys, tr_mailbox_ref(threads_full_mb), &fill), 0);
+    pthread_t t, s;
+    assert_int_equal(pthread_create(&t, NULL, select_into_threads_mailbox, NULL), 0);
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&threads_full_mb->nwaiters))
+        if (tr_now() > deadline)
+            fail_msg("the select never waited");
+    atomic_store(&shutdown_returned, 0);
+    assert_int_equal(pthread_create(&s, NULL, shut_down, stopping_sys), 0);
+    while (!atomic_load(&shutdown_returned))
+        if (tr_now() > deadline)
+            fail_msg("shutdown waits for a select into a thread's mailbox");
+    assert_int_equal(pthread_join(s, NULL), 0);
+    tr_msg m = test_recv(threads_full_mb); /* room: the select sends */
+    assert_int_equal(m.tag, 1);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&thread_select_rc), 0);
+    assert_int_equal(atomic_load(&thread_case_rc), 0);
+    m = test_recv(threads_full_mb);
+    assert_int_equal(m.tag, 2);
+    tr_mailbox_free(threads_full_mb);
+    tr_system_free(stopping_sys);
+}
+
 static atomic_int select_payloads_freed, send_payloads_freed;
 static void count_select_free(void *ptr, size_t len)
 {
@@ -779,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_select_into_its_own_full_mailbox_sleeps_until_the_deadline),
         cmocka_unit_test(test_a_thread_selecting_into_an_actor_is_waited_for_at_shutdown),
         cmocka_unit_test(test_a_select_parked_at_shutdown_has_its_send_payloads_released),
+        cmocka_unit_test(test_a_select_into_a_threads_full_mailbox_does_not_hold_up_shutdown),
         cmocka_unit_test(test_stress_select_with_short_deadlines_and_cancel_loses_nothing),
     };
     return cmocka_run_group_tests_name("select", tests, NULL, NULL);

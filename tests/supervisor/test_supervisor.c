@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "runtime.h"
 
 /* ---- a journal of what children did, in order ------------------------------ */
 
@@ -645,6 +646,63 @@ static void test_a_request_during_the_final_stop_is_answered_enoactor(void **sta
     final_stop_answers_request((tr_child_spec[]){idle_spec, hog_spec}, 2); /* deferred */
 }
 
+/* Keeps its worker from the start until main releases it. */
+static int spins(tr_actor *self)
+{
+    (void)self;
+    atomic_store(&hog_cancelled, true); /* here: it runs */
+    while (!atomic_load(&hog_released))
+        ;
+    return 0;
+}
+
+static int start_spinner(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)arg;
+    return tr_spawn_loop(sys, spins, NULL, out);
+}
+
+static tr_system *shut_target;
+
+/* An actor of another system that shuts `shut_target` down. */
+static int shuts_the_other_down(tr_actor *self)
+{
+    (void)self;
+    return tr_system_shutdown(shut_target, TR_FOREVER);
+}
+
+/*
+ * The shutdown runs on a worker of another system, so the answer the
+ * teardown sends to the asker's mailbox goes by a borrow, not a hazard
+ * word.  It used to be refused there (a borrow from outside during a
+ * stop), and the asker waited until its deadline.
+ */
+static void test_a_request_left_when_another_systems_actor_shuts_down_is_answered(void **state)
+{
+    (void)state;
+    atomic_store(&hog_cancelled, false);
+    atomic_store(&hog_released, false);
+    tr_system *sys = shut_target = test_system(1);
+    tr_system *other = test_system(1);
+    tr_child_spec spinner = {.name = "spinner", .start = start_spinner, .shutdown_ns = 1000000};
+    tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, &spinner, 1);
+    for (int tries = 0; !atomic_load(&hog_cancelled) && tries < 20000; tries++)
+        usleep(1000);
+    assert_true(atomic_load(&hog_cancelled)); /* the only worker is taken */
+    asker a = {sys, sup, 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ask_start_child, &a), 0);
+    wait_for_depth(sys, sup, 1);
+    assert_int_equal(tr_spawn_loop(other, shuts_the_other_down, NULL, NULL), 0);
+    for (int tries = 0; !atomic_load(&sys->stopping) && tries < 20000; tries++)
+        usleep(1000);
+    atomic_store(&hog_released, true);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rc, TR_ENOACTOR);
+    tr_system_free(other); /* after its actor's shutdown call returned */
+    tr_system_free(sys);
+}
+
 /* ---- fault injection: random failures and cancellations for a while ------- */
 
 static _Atomic int64_t chaos_starts, chaos_ends;
@@ -872,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_stop_at_once_ends_every_child),
         cmocka_unit_test(test_dynamic_children_start_stop_and_respect_the_limit),
         cmocka_unit_test(test_a_request_during_the_final_stop_is_answered_enoactor),
+        cmocka_unit_test(test_a_request_left_when_another_systems_actor_shuts_down_is_answered),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_bad_supervisor_arguments),
