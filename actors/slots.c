@@ -103,7 +103,7 @@ int tr__slot_alloc(tr__slots *t, tr__slot_cache *c, void *obj, uint8_t kind,
         return rc;
     uint32_t index = first - 1;
     tr__slot *s = tr__slot_at(t, index);
-    s->kind = kind;
+    atomic_store_explicit(&s->kind, kind, memory_order_relaxed);
     atomic_store_explicit(&s->obj, obj, memory_order_relaxed);
     uint64_t gen = atomic_load_explicit(&s->word, memory_order_relaxed) >> 32;
     *ref = gen << 32 | (index + 1); /* often in obj: published with it */
@@ -124,7 +124,7 @@ void *tr__slot_get(tr__slots *t, tr_ref ref, uint8_t *kind)
     } while (!atomic_compare_exchange_weak_explicit(
         &s->word, &w, w + BORROW, memory_order_acquire, memory_order_relaxed));
     if (kind)
-        *kind = s->kind;
+        *kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
     return atomic_load_explicit(&s->obj, memory_order_relaxed);
 }
 
@@ -181,6 +181,6 @@ void tr__slots_each(tr__slots *t, void (*fn)(void *obj, uint8_t kind, void *arg)
         atomic_load_explicit(&s->word, memory_order_acquire);
         void *obj = atomic_load_explicit(&s->obj, memory_order_relaxed);
         if (obj)
-            fn(obj, s->kind, arg);
+            fn(obj, atomic_load_explicit(&s->kind, memory_order_relaxed), arg);
     }
 }

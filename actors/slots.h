@@ -37,7 +37,10 @@ typedef struct tr__slot {
     _Atomic uint64_t word;  /* generation | borrowers << 1 | alive */
     _Atomic(void *) obj;
     _Atomic uint32_t next_free; /* index + 1 of the next free slot; 0: none */
-    uint8_t kind;           /* what obj is (the caller's enumeration) */
+    /* What obj is (the caller's enumeration).  Atomic because a peek
+     * without a hazard (a borrow from outside looks at it first) may
+     * read it while the slot is given to a new object. */
+    _Atomic uint8_t kind;
 } tr__slot;
 
 /* Every lookup reads `chunks` and `max`; spawning writes the free list.
@@ -104,7 +107,7 @@ static inline void *tr__slot_peek(tr__slots *t, tr_ref ref, uint8_t *kind)
     uint64_t w = atomic_load(&s->word);
     if ((w >> 32) != (ref >> 32) || !(w & TR__SLOT_ALIVE))
         return NULL;
-    *kind = s->kind;
+    *kind = atomic_load_explicit(&s->kind, memory_order_relaxed);
     return atomic_load_explicit(&s->obj, memory_order_relaxed);
 }
 

@@ -154,8 +154,10 @@ static int join_send_waits(selection *s, send_wait *sw, _Atomic uint32_t *flag,
         tr__hold *h = &sw[i].hold;
         if (!tr__hold_ref(s->sys, tr__worker_now(), s->cases[i].to, h))
             return ROUND_AGAIN;
+        /* Refused to a thread in a stopping system, or gone since. */
         if (tr__hold_across_wait(s->sys, h))
-            return atomic_load(&s->sys->stopping) ? TR_ESHUTDOWN : ROUND_AGAIN;
+            return !tr__own_worker(s->sys) && atomic_load(&s->sys->stopping) ? TR_ESHUTDOWN
+                                                                              : ROUND_AGAIN;
         struct tr_mailbox *mb = tr__mailbox_of(h->obj, h->kind);
         sw[i].w = (tr__waiter){.actor = actor, .flag = flag};
         if (!tr__mailbox_add_waiter(mb, &sw[i].w)) {

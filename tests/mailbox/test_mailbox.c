@@ -471,6 +471,59 @@ static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(vo
     assert_int_equal(atomic_load(&far_payloads_freed), 1); /* by the sender */
 }
 
+static _Atomic tr_ref newest_quick;
+static atomic_int stop_sending, bad_send_rc;
+static atomic_long quick_sends;
+
+static int ends_at_once(tr_actor *self)
+{
+    (void)self;
+    return 0;
+}
+
+/* An actor of far_sys: sends to whichever near actor is newest until
+ * told to stop; it borrows (a worker of another system has no hazard
+ * word there), so it looks at slots that are being given to new actors. */
+static int sends_to_the_newest(tr_actor *self)
+{
+    (void)self;
+    while (!atomic_load(&stop_sending)) {
+        tr_msg m = tr_msg_words(1, 0, 0);
+        int rc = tr_try_send(near_sys, atomic_load(&newest_quick), &m);
+        if (rc != 0 && rc != TR_ENOACTOR && rc != TR_EFULL)
+            atomic_store(&bad_send_rc, rc);
+        atomic_fetch_add(&quick_sends, 1);
+    }
+    return 0;
+}
+
+/* Sends from another system to actors that come and go as fast as they
+ * can: every send either arrives or finds no actor.  Under TSan this is
+ * the test of the slot's kind, which such a send reads before it borrows
+ * (it raced with the slot's next owner). */
+static void test_sends_from_another_system_to_actors_that_come_and_go(void **state)
+{
+    (void)state;
+    near_sys = test_system(1);
+    far_sys = test_system(1);
+    atomic_store(&stop_sending, 0);
+    atomic_store(&bad_send_rc, 0);
+    atomic_store(&quick_sends, 0);
+    tr_ref first;
+    assert_int_equal(tr_spawn_loop(near_sys, ends_at_once, NULL, &first), 0);
+    atomic_store(&newest_quick, first);
+    assert_int_equal(tr_spawn_loop(far_sys, sends_to_the_newest, NULL, NULL), 0);
+    for (int i = 0; i < 20000 / TEST_SCALE || atomic_load(&quick_sends) < 1000; i++) {
+        tr_ref r;
+        assert_int_equal(tr_spawn_loop(near_sys, ends_at_once, NULL, &r), 0);
+        atomic_store(&newest_quick, r);
+    }
+    atomic_store(&stop_sending, 1);
+    tr_system_free(far_sys);
+    tr_system_free(near_sys);
+    assert_int_equal(atomic_load(&bad_send_rc), 0);
+}
+
 static tr_system *pair[2];
 static tr_ref pair_target[2]; /* a full mailbox in each */
 static atomic_int pair_stopped;
@@ -538,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_a_send_waiting_on_another_system_survives_its_own_system_ending),
         cmocka_unit_test(test_a_send_waiting_on_another_system_ends_when_that_system_stops),
         cmocka_unit_test(test_two_systems_waiting_on_each_other_stop_at_once),
+        cmocka_unit_test(test_sends_from_another_system_to_actors_that_come_and_go),
     };
     return cmocka_run_group_tests_name("mailbox", tests, NULL, NULL);
 }
