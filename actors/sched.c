@@ -129,9 +129,14 @@ bool tr__worker_reserve_stack(tr__worker *w)
     return w->spare != NULL;
 }
 
-/* A loop actor with a private stack starts on it; its stack then serves
- * as a scheduler stack (and is unmapped, being of another size, when a
- * worker leaves it for good). */
+/*
+ * A loop actor with a private stack starts on it.  When the body ends the
+ * worker leaves that stack for good (arrive unmaps it, being of another
+ * size), as tr_exit leaves a stack: going on with the scheduler there
+ * gave the next actors of this worker a stack of the body's size, maybe
+ * 64 KiB, instead of the one they are promised (a review's handler with
+ * a 256 KiB frame crashed 10 runs of 10).
+ */
 static void private_entry(void *arg)
 {
     struct tr_actor *a = arg;
@@ -139,7 +144,11 @@ static void private_entry(void *arg)
     a->stack = NULL;
     arrive(me);
     tr__actor_body(a);
-    sched_loop();
+    tr__worker *w = tr__worker_now(); /* the body may have moved us */
+    while (!tr__worker_reserve_stack(w))
+        sched_yield(); /* memory that short: wait, as tr_exit does */
+    tr__worker_leave(w, tr__worker_fresh_stack(w), true);
+    __builtin_unreachable();
 }
 
 void tr__worker_start_private(tr__worker *w, struct tr_actor *a)

@@ -211,9 +211,15 @@ int tr_trap_exits(bool trap)
  * tr_cancel_wait: a helper actor monitors the target for the caller, who
  * may be a thread (threads cannot monitor) or an actor (whose own mailbox
  * must not be searched for the DOWN), and reports to a mailbox the caller
- * makes for the purpose.  If the caller stops waiting first, the helper
- * still ends with the target: its report finds the mailbox gone.
+ * makes for the purpose.  It reports first that it watches, or that it
+ * cannot (the monitor's error), then the target's end.  If the caller
+ * stops waiting first, the helper still ends with the target: its report
+ * finds the mailbox gone.  An actor of another system cannot make that
+ * mailbox here, and one in its own system could be freed before the
+ * helper's last report: it only gets the cancel.
  */
+enum { WATCHING = 1, CANNOT_WATCH, ENDED };
+
 typedef struct end_watch {
     tr_ref target, report;
 } end_watch;
@@ -223,20 +229,33 @@ static int watch_end(tr_actor *self)
     end_watch w = *(end_watch *)tr_actor_state(self);
     tr_system *sys = tr_actor_system(self);
     tr_ref mon;
-    tr_msg m = tr_msg_words(TR_TAG_EXIT, 0, 0); /* "watching now" */
-    if (tr_monitor(w.target, &mon) || tr_send(sys, w.report, &m, TR_NOW) ||
-        tr_recv(&m, TR_FOREVER))
-        return 0; /* the caller times out */
-    tr_msg down = tr_msg_words(TR_TAG_DOWN, (uint64_t)(int64_t)tr__notice_reason(&m), 0);
+    int rc = tr_monitor(w.target, &mon);
+    tr_msg m = tr_msg_words(rc ? CANNOT_WATCH : WATCHING, (uint64_t)(int64_t)rc, 0);
+    if (tr_send(sys, w.report, &m, TR_NOW) || rc || tr_recv(&m, TR_FOREVER))
+        return 0; /* the caller is gone, or has its answer */
+    tr_msg down = tr_msg_words(ENDED, (uint64_t)(int64_t)tr__notice_reason(&m), 0);
     tr_msg_release(&m);
     tr_send(sys, w.report, &down, TR_NOW);
     return 0;
 }
 
+/* The helper's first report: 0 once it watches, or why it cannot. */
+static int helper_watches(tr_mailbox *mb, tr_deadline deadline)
+{
+    tr_msg m;
+    int rc = tr_mailbox_recv(mb, &m, deadline);
+    return rc ? rc : m.tag == WATCHING ? 0 : (int)(int64_t)m.a;
+}
+
 int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason)
 {
-    if (!sys)
+    if (!sys || ref == TR_REF_NONE)
         return TR_EINVAL;
+    tr_actor *self = tr_current();
+    if (self && tr_actor_system(self) != sys) {
+        int cancelled = tr_cancel(sys, ref);
+        return cancelled && cancelled != TR_ENOACTOR ? cancelled : TR_ECONTEXT;
+    }
     tr_mailbox *mb;
     int rc = tr_mailbox_new(sys, 3, &mb);
     if (rc)
@@ -254,13 +273,13 @@ int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason
         free(w);
     /* Cancel once it watches, so that the DOWN has the true reason; and
      * in any case, even if the deadline passes before it does. */
-    tr_msg m;
-    int watching = rc ? rc : tr_mailbox_recv(mb, &m, deadline);
+    int watching = rc ? rc : helper_watches(mb, deadline);
     int cancelled = tr_cancel(sys, ref); /* already gone: the DOWN says so */
     if (!rc && cancelled && cancelled != TR_ENOACTOR)
         rc = cancelled;
     if (!rc)
         rc = watching;
+    tr_msg m;
     if (!rc && !(rc = tr_mailbox_recv(mb, &m, deadline)) && reason)
         *reason = (int)(int64_t)m.a;
     tr_mailbox_free(mb);

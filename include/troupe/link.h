@@ -116,9 +116,11 @@ TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
  * this way waits for its whole tree, which ends depth first.  Any thread
  * or actor may call it; unlike the calls above, it does not act for the
  * calling actor.  It spawns a helper actor to watch, so a thread may
- * wait for the spawn backlog (tr_spawn_loop), within `deadline`.  Returns
- * 0, TR_ETIMEDOUT, TR_EINVAL (a mailbox's ref), TR_ECANCELED (the calling
- * actor was cancelled while it waited), TR_ENOMEM or TR_ESHUTDOWN.
+ * wait for the spawn backlog (tr_spawn_loop), within `deadline`.  An
+ * actor of another system cannot wait here: it gets the cancel, then
+ * TR_ECONTEXT.  Returns 0, TR_ETIMEDOUT, TR_EINVAL (TR_REF_NONE or a
+ * mailbox's ref), TR_ECONTEXT, TR_ECANCELED (the calling actor was
+ * cancelled while it waited), TR_ENOMEM or TR_ESHUTDOWN.
  */
 TR_API int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline,
                           int *reason);

@@ -434,6 +434,44 @@ static void test_loop_actor_with_private_stack_runs_deep_calls(void **state)
     tr_system_free(sys);
 }
 
+static int ends_at_once(tr_actor *self)
+{
+    (void)self;
+    return 0;
+}
+
+/* A handler: about 160 KiB of frames, within the default 256 KiB. */
+static int deep_handler(tr_actor *self, tr_msg *m)
+{
+    (void)m;
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, burn_stack(150), 0);
+    return 0;
+}
+
+/* After a loop actor with a small private stack (64 KiB) has ended, its
+ * worker runs the next handler on a stack of the configured size, not on
+ * the small one (which it used to go on with, and crash). */
+static void test_a_small_private_stack_is_not_lent_to_the_next_handler(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.stack_size = 64 * 1024;
+    tr_ref small;
+    assert_int_equal(tr_spawn_loop(sys, ends_at_once, &o, &small), 0);
+    tr_msg probe = tr_msg_words(1, 0, 0);
+    for (int i = 0; i < 20000 && tr_try_send(sys, small, &probe) != TR_ENOACTOR; i++)
+        usleep(1000); /* until it has ended */
+    tr_ref h;
+    assert_int_equal(tr_spawn(sys, deep_handler, NULL, &h), 0);
+    assert_int_equal(test_send(sys, h, 1, 0, 0), 0);
+    tr_msg m = test_recv(done_mb);
+    assert_int_equal(m.a, burn_stack(150));
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 /* ---- bad arguments get clear errors -------------------------------------- */
 
 static int noop(tr_actor *self, tr_msg *m)
@@ -487,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_actors_that_migrate_between_workers_see_themselves),
         cmocka_unit_test(test_100000_actors_spawn_report_and_exit),
         cmocka_unit_test(test_loop_actor_with_private_stack_runs_deep_calls),
+        cmocka_unit_test(test_a_small_private_stack_is_not_lent_to_the_next_handler),
         cmocka_unit_test(test_bad_arguments_are_rejected),
     };
     return cmocka_run_group_tests_name("actors", tests, NULL, NULL);

@@ -514,6 +514,60 @@ static void test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason(vo
     tr_system_free(sys);
 }
 
+/* Waits for ever; reports how its wait ended (a link's kill: cancelled). */
+static int waits_for_ever(tr_actor *self)
+{
+    (void)self;
+    tr_msg m;
+    int rc = tr_recv(&m, TR_FOREVER);
+    report(11, (uint64_t)(int64_t)rc, 0);
+    return 0;
+}
+
+static tr_system *cw_sys;   /* where the target lives */
+static tr_ref cw_target;
+
+/* An actor of another system: its tr_cancel_wait cancels, then says it
+ * cannot wait here. */
+static int cancel_waits_from_afar(tr_actor *self)
+{
+    (void)self;
+    int reason = 0;
+    int rc = tr_cancel_wait(cw_sys, cw_target, TR_FOREVER, &reason);
+    test_send(cw_sys, tr_mailbox_ref(done_mb), 21, (uint64_t)(int64_t)rc, 0); /* into cw_sys */
+    return 0;
+}
+
+/* Refs it can never watch end the call at once, even with no deadline
+ * (the helper that could not monitor used to leave the caller waiting
+ * for ever); an actor of another system gets the cancel, then
+ * TR_ECONTEXT (it used to get TR_ECONTEXT and no cancel). */
+static void test_cancel_wait_on_what_it_cannot_watch_returns_at_once(void **state)
+{
+    (void)state;
+    tr_system *sys = cw_sys = test_system(1);
+    tr_system *other = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    assert_int_equal(tr_cancel_wait(sys, TR_REF_NONE, TR_FOREVER, NULL), TR_EINVAL);
+    tr_mailbox *box;
+    assert_int_equal(tr_mailbox_new(sys, 1, &box), 0);
+    assert_int_equal(tr_cancel_wait(sys, tr_mailbox_ref(box), TR_FOREVER, NULL), TR_EINVAL);
+    tr_mailbox_free(box);
+    assert_int_equal(tr_spawn_loop(sys, waits_for_ever, NULL, &cw_target), 0);
+    assert_int_equal(tr_spawn_loop(other, cancel_waits_from_afar, NULL, NULL), 0);
+    tr_msg got[2] = {test_recv(done_mb), test_recv(done_mb)};
+    for (int i = 0; i < 2; i++) {
+        if (got[i].tag == 11)
+            assert_int_equal((int)(int64_t)got[i].a, TR_ECANCELED); /* cancelled */
+        else
+            assert_int_equal((int)(int64_t)got[i].a, TR_ECONTEXT);
+    }
+    assert_int_not_equal(got[0].tag, got[1].tag);
+    tr_mailbox_free(done_mb);
+    tr_system_free(other);
+    tr_system_free(sys);
+}
+
 /* ---- bad calls ------------------------------------------------------------- */
 
 static int misuser(tr_actor *self)
@@ -549,15 +603,6 @@ static void test_bad_link_and_monitor_calls_are_refused(void **state)
     tr_system_free(sys);
 }
 
-/* Waits for ever; reports how its wait ended (a link's kill: cancelled). */
-static int waits_for_ever(tr_actor *self)
-{
-    (void)self;
-    tr_msg m;
-    int rc = tr_recv(&m, TR_FOREVER);
-    report(11, (uint64_t)(int64_t)rc, 0);
-    return 0;
-}
 
 /* Tries TR_REF_NONE every way (more often than the exit's stack list of
  * 8 holds), links to target_ref for real, then ends abnormally. */
@@ -799,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_trapping_actor_gets_exit_then_down_as_messages),
         cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
+        cmocka_unit_test(test_cancel_wait_on_what_it_cannot_watch_returns_at_once),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
         cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
