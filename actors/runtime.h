@@ -193,13 +193,13 @@ struct tr_actor {
     bool ending;                    /* its end has begun: cleanups run (own thread) */
     atomic_bool trap_exits;
     uint32_t select_next;           /* where its next tr_select starts looking */
+    uint32_t noutgoing_cases;       /* how many outgoing_cases */
 
     tr_handler handler;
     tr_body body;
     void *state;
     char *name;
     tr__stack *stack;               /* held while parked, or dedicated */
-    size_t stack_size;              /* dedicated stack size, 0: shared */
     tr__inject_node ready_link;     /* on the system's global queue */
     struct tr__owned_mailbox *owned; /* mailboxes it made (its own code only) */
     _Atomic tr_ref waiting_on;      /* the mailbox a send of it waits on */
@@ -208,7 +208,6 @@ struct tr_actor {
     struct tr__cleanup *cleanups;   /* tr_defer's handlers, newest first */
     tr_msg *outgoing;               /* a payload it waits to send, or NULL */
     struct tr_select_case *outgoing_cases; /* a select's, while it waits */
-    size_t noutgoing_cases;
     /* The other system whose foreign_waiters counts it while it sleeps
      * between tries of a send there (send.c), or NULL; its own system's
      * shutdown uncounts it (system.c). */

@@ -272,7 +272,7 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
         }
         if (self) {
             self->outgoing_cases = s->cases;
-            self->noutgoing_cases = s->n;
+            self->noutgoing_cases = (uint32_t)s->n; /* at most TR_SELECT_MAX */
         }
         if (owner_mb)
             rc = tr__owner_wait(owner_mb, any_ready, s, deadline);
