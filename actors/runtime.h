@@ -164,7 +164,10 @@ struct tr_system {
     /* Written now and then. */
     atomic_uint workers_running __attribute__((aligned(TR__CACHELINE)));
     _Atomic uint32_t workers_done;   /* futex: bumped as each worker ends */
-    atomic_uint foreign_waiters;     /* threads inside a send that waited */
+    /* Holders from outside that shutdown must wait for: borrows of
+     * actors' mailboxes (tr__hold), selects carried between rounds, and
+     * actors of other systems between tries of a send here (send.c). */
+    atomic_uint foreign_waiters;
     atomic_uint outside_spawns;      /* threads inside a spawn (actor.c) */
     _Atomic tr_ref next_monitor;     /* monitor refs, never reused */
     _Atomic uint32_t watchdog_stop;  /* futex: 1 once it must end */
@@ -519,7 +522,8 @@ typedef struct tr__hold {
     tr_ref ref;
     void *obj;
     uint8_t kind;
-    bool counted;           /* a borrow counted in foreign_waiters */
+    bool counted;           /* a borrow counted in foreign_waiters (set
+                             * only with a borrow: a hazard never is) */
     _Atomic tr_ref *hazard; /* the word announcing it; NULL: borrowed */
 } tr__hold;
 
@@ -532,7 +536,6 @@ static inline void *tr__hold_ref(struct tr_system *sys, tr__worker *w, tr_ref re
                                  tr__hold *h)
 {
     h->ref = ref;
-    h->counted = false;
     _Atomic tr_ref *hazard;
     if (__builtin_expect(w && w->sys == sys, 1))
         hazard = &w->hazard;

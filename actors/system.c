@@ -143,11 +143,11 @@ unsigned tr_system_workers(const tr_system *sys)
 static void close_one(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
-    struct tr_mailbox *mb = kind == TR__SLOT_ACTOR ? &((struct tr_actor *)obj)->mbox : obj;
-    if (mb->owner)
-        tr__mailbox_close(mb);
-    else
+    struct tr_mailbox *mb = tr__mailbox_of(obj, kind);
+    if (kind == TR__SLOT_THREAD_MAILBOX)
         tr__mailbox_forget_actor_waiters(mb);
+    else
+        tr__mailbox_close(mb);
 }
 
 /* Cleanup handlers of parked actors run before anything of theirs goes:

@@ -54,6 +54,7 @@ static bool counts_for_shutdown(tr_system *sys, uint8_t kind)
 void *tr__hold_borrow(tr_system *sys, tr_ref ref, tr__hold *h)
 {
     h->hazard = NULL;
+    h->counted = false;
     /* The slot's kind, without touching what shutdown may be destroying. */
     uint8_t kind;
     if (!tr__slot_peek(&sys->slots, ref, &kind))

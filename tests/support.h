@@ -52,6 +52,25 @@ static inline int test_send(tr_system *sys, tr_ref to, uint64_t tag,
     return tr_send(sys, to, &m, tr_after_ms(TEST_DEADLINE_MS));
 }
 
+static inline int test_sleep_for_ever(tr_actor *self)
+{
+    (void)self;
+    return tr_sleep(TR_FOREVER);
+}
+
+/* A loop actor that never receives, its one-message mailbox full: a
+ * target that senders must wait on. */
+static inline tr_ref test_spawn_full_sleeper(tr_system *sys)
+{
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 1;
+    tr_ref r;
+    assert_int_equal(tr_spawn_loop(sys, test_sleep_for_ever, &o, &r), 0);
+    tr_msg fill = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(sys, r, &fill), 0);
+    return r;
+}
+
 /*
  * The seed of a randomised suite: TR_SEED if set, else the clock and the
  * pid.  Printed first, so that a failure can be replayed.

@@ -389,6 +389,16 @@ static int sends_far(tr_actor *self)
     return test_send(near_sys, near_report, 8, (uint64_t)(int64_t)rc, n);
 }
 
+/* Until an actor of another system waits between tries of a send into
+ * `sys` (it counts itself there while it does). */
+static void wait_for_far_sender(tr_system *sys)
+{
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (atomic_load(&sys->foreign_waiters) == 0)
+        if (tr_now() > deadline)
+            fail_msg("the sender never waited");
+}
+
 /* An actor whose send waits for room in another system's mailbox gets
  * every message through in order (backpressure across systems), and
  * when its own system is freed while it waits, nothing of it is left in
@@ -415,7 +425,7 @@ static void test_a_send_waiting_on_another_system_survives_its_own_system_ending
         assert_int_equal(m.tag, 7);
         assert_int_equal(m.a, i);
     }
-    usleep(50000); /* it sends the payload, finds no room and waits */
+    wait_for_far_sender(far_sys); /* the payload found no room */
     tr_system_free(near_sys);
     assert_int_equal(atomic_load(&far_payloads_freed), 1);
     assert_int_equal(atomic_load(&far_sys->foreign_waiters), 0);
@@ -425,24 +435,6 @@ static void test_a_send_waiting_on_another_system_survives_its_own_system_ending
     assert_int_equal(tr_mailbox_recv(far_mb, &m, TR_NOW), TR_ETIMEDOUT);
     tr_mailbox_free(far_mb);
     tr_system_free(far_sys);
-}
-
-static int never_receives(tr_actor *self)
-{
-    (void)self;
-    return tr_sleep(TR_FOREVER);
-}
-
-/* An actor that never receives, its one-message mailbox full. */
-static tr_ref spawn_never_receiving(tr_system *sys)
-{
-    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
-    o.mailbox_capacity = 1;
-    tr_ref r;
-    assert_int_equal(tr_spawn_loop(sys, never_receives, &o, &r), 0);
-    tr_msg fill = tr_msg_words(1, 0, 0);
-    assert_int_equal(tr_try_send(sys, r, &fill), 0);
-    return r;
 }
 
 /* The other way round: the target's system stops while the send waits.
@@ -455,13 +447,10 @@ static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(vo
     tr_mailbox *report;
     assert_int_equal(tr_mailbox_new(near_sys, 4, &report), 0);
     near_report = tr_mailbox_ref(report);
-    far_target = spawn_never_receiving(far_sys);
+    far_target = test_spawn_full_sleeper(far_sys);
     atomic_store(&far_payloads_freed, 0);
     assert_int_equal(tr_spawn_loop(near_sys, sends_far, NULL, NULL), 0); /* n = 0 */
-    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
-    while (atomic_load(&far_sys->foreign_waiters) == 0)
-        if (tr_now() > deadline)
-            fail_msg("the sender never waited");
+    wait_for_far_sender(far_sys);
     tr_system_free(far_sys);
     tr_msg r = test_recv(report);
     assert_int_equal(r.tag, 8);
@@ -552,7 +541,7 @@ static void test_two_systems_waiting_on_each_other_stop_at_once(void **state)
     for (int run = 0; run < 20 / TEST_SCALE; run++) {
         for (int i = 0; i < 2; i++) {
             pair[i] = test_system(1);
-            pair_target[i] = spawn_never_receiving(pair[i]);
+            pair_target[i] = test_spawn_full_sleeper(pair[i]);
         }
         for (int i = 0; i < 2; i++) {
             tr_spawn_opts o = TR_SPAWN_OPTS_INIT;

@@ -533,24 +533,6 @@ static tr_system *stopping_sys;
 static tr_ref full_target;
 static atomic_int thread_select_rc, thread_case_rc;
 
-static int sleeps(tr_actor *self)
-{
-    (void)self;
-    return tr_sleep(TR_FOREVER);
-}
-
-/* A loop actor with a full mailbox of one. */
-static tr_ref spawn_full_sleeper(tr_system *sys)
-{
-    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
-    o.mailbox_capacity = 1;
-    tr_ref r;
-    assert_int_equal(tr_spawn_loop(sys, sleeps, &o, &r), 0);
-    tr_msg m = tr_msg_words(1, 0, 0);
-    assert_int_equal(tr_try_send(sys, r, &m), 0);
-    return r;
-}
-
 /* How many senders wait for room in the mailbox of actor `ref`. */
 static unsigned target_waiters(tr_system *sys, tr_ref ref)
 {
@@ -581,7 +563,7 @@ static void test_a_thread_selecting_into_an_actor_is_waited_for_at_shutdown(void
     (void)state;
     for (int run = 0; run < 40 / TEST_SCALE; run++) {
         stopping_sys = test_system(1);
-        full_target = spawn_full_sleeper(stopping_sys);
+        full_target = test_spawn_full_sleeper(stopping_sys);
         atomic_store(&thread_select_rc, 99);
         pthread_t t;
         assert_int_equal(pthread_create(&t, NULL, select_into_full, NULL), 0);
@@ -696,7 +678,7 @@ static void test_a_select_parked_at_shutdown_has_its_send_payloads_released(void
     (void)state;
     tr_system *sys = test_system(1);
     assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
-    full_target = spawn_full_sleeper(sys);
+    full_target = test_spawn_full_sleeper(sys);
     atomic_store(&select_payloads_freed, 0);
     atomic_store(&send_payloads_freed, 0);
     assert_int_equal(tr_spawn_loop(sys, parks_in_select, NULL, NULL), 0);
