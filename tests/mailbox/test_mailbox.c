@@ -362,7 +362,7 @@ static void test_exit_wakes_parked_senders_with_enoactor(void **state)
 
 static tr_system *near_sys, *far_sys;
 static tr_ref far_target, near_report;
-static atomic_int far_payloads_freed;
+static atomic_int far_payloads_freed, far_sending_last;
 
 static void count_far_free(void *ptr, size_t len)
 {
@@ -382,6 +382,7 @@ static int sends_far(tr_actor *self)
         if (rc)
             return test_send(near_sys, near_report, 8, (uint64_t)(int64_t)rc, i);
     }
+    atomic_store(&far_sending_last, 1);
     tr_msg last = tr_msg_buf(9, malloc(8), 8, count_far_free);
     int rc = tr_send(far_sys, far_target, &last, TR_FOREVER);
     if (rc)
@@ -389,12 +390,13 @@ static int sends_far(tr_actor *self)
     return test_send(near_sys, near_report, 8, (uint64_t)(int64_t)rc, n);
 }
 
-/* Until an actor of another system waits between tries of a send into
- * `sys` (it counts itself there while it does). */
+/* Until sends_far's last send waits between tries of a send into `sys`
+ * (it counts itself there while it does; a numbered send that waited
+ * has uncounted itself before it returned). */
 static void wait_for_far_sender(tr_system *sys)
 {
     int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
-    while (atomic_load(&sys->foreign_waiters) == 0)
+    while (!atomic_load(&far_sending_last) || atomic_load(&sys->foreign_waiters) == 0)
         if (tr_now() > deadline)
             fail_msg("the sender never waited");
 }
@@ -414,6 +416,7 @@ static void test_a_send_waiting_on_another_system_survives_its_own_system_ending
     assert_int_equal(tr_mailbox_new(far_sys, 1, &far_mb), 0);
     far_target = tr_mailbox_ref(far_mb);
     atomic_store(&far_payloads_freed, 0);
+    atomic_store(&far_sending_last, 0);
     const uint64_t n = 200;
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = (void *)(uintptr_t)n;
@@ -449,6 +452,7 @@ static void test_a_send_waiting_on_another_system_ends_when_that_system_stops(vo
     near_report = tr_mailbox_ref(report);
     far_target = test_spawn_full_sleeper(far_sys);
     atomic_store(&far_payloads_freed, 0);
+    atomic_store(&far_sending_last, 0);
     assert_int_equal(tr_spawn_loop(near_sys, sends_far, NULL, NULL), 0); /* n = 0 */
     wait_for_far_sender(far_sys);
     tr_system_free(far_sys);
