@@ -128,9 +128,17 @@ build/ucontext/test_ctx: tests/actors/test_ctx.c actors/ctx_ucontext.c actors/ct
 	$(Q)$(CC) -std=gnu11 -O2 -g -Wall -Wextra -DTR_CTX_UCONTEXT -Iinclude -Iactors -Itests \
 	  tests/actors/test_ctx.c actors/ctx_ucontext.c -o $@ -lcmocka -lm
 
-test: deps build/ucontext/test_ctx
+# libtroupe.so loaded with dlopen: its initial-exec thread-locals
+# (actors/tls.h) must fit the loader's reserve.  Linked without the
+# library, which it finds at the path built in.
+build/release/dlopen_check: tests/install/dlopen.c $(LIB_SO)
+	$(Q)$(CC) -std=gnu11 -O2 -g -Wall -Wextra -pthread -Iinclude \
+	  -DTR_LIBRARY='"$(CURDIR)/$(LIB_SO)"' $< -o $@ -ldl -lcmocka
+
+test: deps build/ucontext/test_ctx build/release/dlopen_check
 	$(Q)sh tests/run.sh build/ucontext build/ucontext/test_ctx
 	$(Q)$(MAKE) --no-print-directory test-one
+	$(Q)sh tests/run.sh build/release build/release/dlopen_check
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=address
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=thread
 	$(Q)$(MAKE) --no-print-directory test-header

@@ -5,16 +5,17 @@
 #include <stdint.h>
 
 #include "runtime.h"
+#include "tls.h"
 
 /* The systems this thread used last, and its word in each. */
 #define CACHED 4
 
-static __thread struct {
+static TR__THREAD_LOCAL struct {
     const struct tr_system *sys;
     uint64_t serial;
     _Atomic tr_ref *word;
 } tls_hazards[CACHED];
-static __thread unsigned tls_next;
+static TR__THREAD_LOCAL unsigned tls_next;
 
 /* Who a word belongs to: the address of this thread's cache, unique among
  * the threads alive.  A thread that reuses an ended one's address takes

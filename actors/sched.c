@@ -26,6 +26,7 @@
 #include "futex.h"
 #include "runtime.h"
 #include "sanitizer.h"
+#include "tls.h"
 
 /* How often a worker looks at the global list before its own queue. */
 #define GLOBAL_CHECK_INTERVAL 61
@@ -41,7 +42,7 @@
  * thread feeding 64 actors pay one wake-up per message. */
 #define SPIN_NS 50000
 
-static __thread tr__worker *tls_worker;
+static TR__THREAD_LOCAL tr__worker *tls_worker;
 
 /*
  * Not inlined and opaque to interprocedural analysis: a coroutine can

@@ -17,6 +17,7 @@
 
 #include "../actors/futex.h"
 #include "../actors/runtime.h"
+#include "../actors/tls.h"
 
 typedef struct thread_owner {
     _Atomic uint32_t flag;           /* 0 while the thread sleeps */
@@ -30,7 +31,7 @@ struct tr__owned_mailbox {
     struct tr__owned_mailbox *next_owned;
 };
 
-static __thread thread_owner *tls_owner;
+static TR__THREAD_LOCAL thread_owner *tls_owner;
 
 static tr__owned_mailbox *outer(struct tr_mailbox *mb)
 {

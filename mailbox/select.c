@@ -17,6 +17,7 @@
  */
 #include "../actors/futex.h"
 #include "../actors/runtime.h"
+#include "../actors/tls.h"
 
 typedef struct send_wait send_wait;
 
@@ -35,7 +36,7 @@ typedef struct selection {
  */
 static uint32_t *rotation(tr_actor *self)
 {
-    static __thread uint32_t thread_next;
+    static TR__THREAD_LOCAL uint32_t thread_next;
     return self ? &self->select_next : &thread_next;
 }
 
