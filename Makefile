@@ -8,8 +8,8 @@
 #   make SANITIZE=address|thread   one sanitizer build (build/asan, build/tsan)
 #   V=1             show the commands
 
-VERSION   := 0.3.0
-SOVERSION := 2
+VERSION   := 0.4.0
+SOVERSION := 3
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 INCDIR    ?= $(PREFIX)/include

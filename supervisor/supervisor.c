@@ -714,6 +714,7 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
     so.name = "supervisor";
     so.cleanup = free_sup; /* even if it never runs (the system stops) */
     so.cleanup_arg = s;
+    so.deadline = o.deadline;
     int rc = tr_spawn_loop(sys, sup_body, &so, out);
     if (rc)
         free_sup(s);

@@ -10,6 +10,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +70,43 @@ static inline tr_ref test_spawn_full_sleeper(tr_system *sys)
     tr_msg fill = tr_msg_words(1, 0, 0);
     assert_int_equal(tr_try_send(sys, r, &fill), 0);
     return r;
+}
+
+/* A system of one worker that a loop actor keeps busy until
+ * test_release_worker(): nothing spawned from outside starts meanwhile,
+ * so a thread's spawns fill the backlog (`backlog`: tr_config's
+ * spawn_backlog). */
+static atomic_int test_blocker_started, test_blocker_release;
+
+static inline int test_blocker(tr_actor *self)
+{
+    (void)self;
+    atomic_store(&test_blocker_started, 1);
+    while (!atomic_load(&test_blocker_release))
+        ;
+    return 0;
+}
+
+static inline tr_system *test_held_system(uint32_t backlog)
+{
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = 1;
+    cfg.spawn_backlog = backlog;
+    tr_system *sys = NULL;
+    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    atomic_store(&test_blocker_started, 0);
+    atomic_store(&test_blocker_release, 0);
+    assert_int_equal(tr_spawn_loop(sys, test_blocker, NULL, NULL), 0);
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&test_blocker_started))
+        if (tr_now() > deadline)
+            fail_msg("the blocker never started");
+    return sys;
+}
+
+static inline void test_release_worker(void)
+{
+    atomic_store(&test_blocker_release, 1);
 }
 
 /*

@@ -86,23 +86,29 @@ typedef struct tr_supervisor_opts {
     bool stop_at_once;
     /* Most children at once, counting those added at run time (0: any). */
     uint32_t max_children;
+    /* Until when tr_supervisor_start, called from a thread that is not a
+     * worker, may wait for room in the spawn backlog (as tr_spawn_opts's
+     * deadline).  TR_FOREVER in TR_SUPERVISOR_OPTS_INIT. */
+    tr_deadline deadline;
 } tr_supervisor_opts;
 
 #define TR_SUPERVISOR_OPTS_INIT                                              \
     ((tr_supervisor_opts){.strategy = TR_ONE_FOR_ONE, .intensity = 3,       \
                           .period_ns = 5000000000ll, .backoff_base_ns = 0,   \
                           .backoff_cap_ns = 1000000000ll, .jitter_percent = 0, \
-                          .backoff_reset_ns = 10000000000ll})
+                          .backoff_reset_ns = 10000000000ll,                 \
+                          .deadline = TR_FOREVER})
 
 /*
  * tr_supervisor_start - spawn a supervisor with `n` children (specs are
  * copied).  It starts them before its first restart decision; a child
  * that fails to start makes it stop the ones started and end with that
  * error.  Any thread may call it; one that is not a worker may wait for
- * the spawn backlog as tr_spawn_loop does, with no deadline.  Returns 0,
- * TR_EINVAL (NULL system or start function, n over TR_SUPERVISOR_MAX,
+ * the spawn backlog as tr_spawn_loop does, until opts->deadline.  Returns
+ * 0, TR_EINVAL (NULL system or start function, n over TR_SUPERVISOR_MAX,
  * intensity over TR_SUPERVISOR_MAX_INTENSITY, a bad strategy or backoff),
- * TR_ENOMEM, or tr_spawn_loop's errors.
+ * TR_ENOMEM, TR_ETIMEDOUT (the backlog stayed full until the deadline:
+ * nothing was started), or tr_spawn_loop's other errors.
  */
 #define TR_SUPERVISOR_MAX 1000000
 TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,

@@ -276,18 +276,7 @@ static void test_a_long_turn_from_outside_does_not_hold_up_the_next(void **state
 
 enum { BACKLOG = 64, BACKLOG_SLACK = 16 /* CHECK_EVERY in backlog.c */ };
 
-static atomic_int blocker_started, blocker_release;
 static tr_ref greet_to;
-
-/* Holds the only worker, so that nothing spawned from outside starts. */
-static int blocker(tr_actor *self)
-{
-    (void)self;
-    atomic_store(&blocker_started, 1);
-    while (!atomic_load(&blocker_release))
-        ;
-    return 0;
-}
 
 static int greeter(tr_actor *self)
 {
@@ -305,20 +294,9 @@ static int ignore(tr_actor *self, tr_msg *m)
 /* One worker, held by a blocker; hellos go to *mb. */
 static tr_system *held_system(uint32_t backlog, tr_mailbox **mb)
 {
-    tr_config cfg = TR_CONFIG_INIT;
-    cfg.workers = 1;
-    cfg.spawn_backlog = backlog;
-    tr_system *sys = NULL;
-    assert_int_equal(tr_system_new(&cfg, &sys), 0);
+    tr_system *sys = test_held_system(backlog);
     assert_int_equal(tr_mailbox_new(sys, 4095, mb), 0);
     greet_to = tr_mailbox_ref(*mb);
-    atomic_store(&blocker_started, 0);
-    atomic_store(&blocker_release, 0);
-    assert_int_equal(tr_spawn_loop(sys, blocker, NULL, NULL), 0);
-    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
-    while (!atomic_load(&blocker_started))
-        if (tr_now() > deadline)
-            fail_msg("the blocker never started");
     return sys;
 }
 
@@ -369,7 +347,7 @@ static void test_a_thread_that_spawns_waits_while_the_workers_are_behind(void **
     o.deadline = TR_NOW;
     assert_int_equal(tr_spawn(sys, ignore, &o, NULL), 0);
 
-    atomic_store(&blocker_release, 1);
+    test_release_worker();
     /* A deadline, not TR_FOREVER: a lost wake-up fails (a wait that lasts
      * until its deadline is TR_ETIMEDOUT) rather than hangs. */
     for (uint64_t i = 0; i < 40 * BACKLOG; i++)
@@ -388,7 +366,7 @@ static void test_spawns_from_a_thread_never_wait_without_a_backlog_limit(void **
     enum { SPAWNS = 100 * BACKLOG };
     for (uint64_t i = 0; i < SPAWNS; i++)
         assert_int_equal(spawn_greeter(sys, i, TR_NOW), 0);
-    atomic_store(&blocker_release, 1);
+    test_release_worker();
     expect_hellos(mb, SPAWNS);
     tr_mailbox_free(mb);
     tr_system_free(sys);
@@ -406,7 +384,7 @@ static void *spawn_until_refused(void *arg)
     for (uint64_t i = 0; (rc = spawn_greeter(spawner_sys, i, deadline)) == 0; i++)
         ;
     atomic_store(rc_out, rc);
-    atomic_store(&blocker_release, 1);
+    test_release_worker();
     return NULL;
 }
 
@@ -524,7 +502,7 @@ static void *release_when_waited(void *arg)
     while (!atomic_load(&waiting_sys->backlog.wake_at) && tr_now() < deadline)
         ;
     atomic_store(&saw_a_waiter, atomic_load(&waiting_sys->backlog.wake_at) != 0);
-    atomic_store(&blocker_release, 1);
+    test_release_worker();
     return NULL;
 }
 #endif
@@ -592,7 +570,7 @@ static void test_an_actor_spawning_into_a_full_system_does_not_wait(void **state
     tr_msg r = test_recv(mb);
     assert_int_equal(r.tag, 9);
     assert_int_equal((int)(int64_t)r.a, 0);
-    atomic_store(&blocker_release, 1);
+    test_release_worker();
     expect_hellos(hellos, n + 1);
     tr_mailbox_free(mb);
     tr_system_free(other);
@@ -605,7 +583,7 @@ static void test_an_actor_spawning_into_a_full_system_does_not_wait(void **state
 static int release_blocker(void **state)
 {
     (void)state;
-    atomic_store(&blocker_release, 1);
+    test_release_worker();
     return 0;
 }
 

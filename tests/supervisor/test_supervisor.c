@@ -884,6 +884,41 @@ static void test_a_child_that_ended_before_the_link_counts_as_an_exit(void **sta
     }
 }
 
+static int ends_at_once(tr_actor *self)
+{
+    (void)self;
+    return 0;
+}
+
+/* tr_supervisor_start from a thread waits for the spawn backlog only
+ * until its deadline: with the only worker held and the backlog full it
+ * fails with TR_ETIMEDOUT, having started nothing (ASan: nothing leaks);
+ * once the worker is free it starts, and so do its children.  It used to
+ * wait with no deadline at all. */
+static void test_a_supervisor_started_from_a_thread_keeps_its_deadline(void **state)
+{
+    (void)state;
+    reset_journal();
+    tr_system *sys = test_held_system(4);
+    tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
+    int rc;
+    for (int n = 0; (so.deadline = tr_after_ms(20),
+                     rc = tr_spawn_loop(sys, ends_at_once, &so, NULL)) == 0;)
+        assert_true(++n <= 64);
+    assert_int_equal(rc, TR_ETIMEDOUT);
+    tr_child_spec spec = worker_spec(0, TR_PERMANENT);
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.deadline = tr_after_ms(20);
+    tr_ref sup;
+    assert_int_equal(tr_supervisor_start(sys, &o, &spec, 1, &sup), TR_ETIMEDOUT);
+    assert_int_equal(atomic_load(&journal_len), 0);
+    test_release_worker();
+    o.deadline = tr_after_ms(TEST_DEADLINE_MS);
+    assert_int_equal(tr_supervisor_start(sys, &o, &spec, 1, &sup), 0);
+    expect_journal((int[]){1}, 1);
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -933,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_a_request_left_when_another_systems_actor_shuts_down_is_answered),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
+        cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
