@@ -11,7 +11,7 @@ int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
     struct tr_mailbox *mb = tr__mailbox_borrow(sys, ref, &obj, &kind);
     if (!mb)
         return TR_ENOACTOR;
-    *depth = tr__mailbox_queued(mb);
+    *depth = tr__mailbox_count(mb);
     if (capacity)
         *capacity = mb->ring_size - 1;
     tr__ref_put(sys, ref, obj, kind);

@@ -218,6 +218,29 @@ uint32_t tr__mailbox_queued(struct tr_mailbox *mb)
     return rb ? ck_ring_size(&rb->ring) : 0;
 }
 
+/* Tries before tr__mailbox_count gives up on an instant and clamps. */
+#define COUNT_TRIES 16
+
+uint32_t tr__mailbox_count(struct tr_mailbox *mb)
+{
+    tr__ringbuf *rb = atomic_load_explicit(&mb->rb, memory_order_acquire);
+    if (!rb)
+        return 0;
+    const struct ck_ring *r = &rb->ring;
+    uint32_t c, p;
+    for (int i = 0; i < COUNT_TRIES; i++) {
+        c = ck_pr_load_uint(&r->c_head);
+        ck_pr_fence_load();
+        p = ck_pr_load_uint(&r->p_tail);
+        ck_pr_fence_load();
+        if (ck_pr_load_uint(&r->c_head) == c)
+            return p - c; /* both ends as they were when p was read */
+    }
+    /* The owner kept taking: p - c counts what was put after c moved
+     * too, so it is never below the truth; it is only too high. */
+    return p - c < r->size ? p - c : r->size - 1;
+}
+
 bool tr__mailbox_empty(struct tr_mailbox *mb)
 {
     return tr__mailbox_queued(mb) == 0;

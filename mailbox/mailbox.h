@@ -136,8 +136,17 @@ bool tr__mailbox_take(struct tr_mailbox *mb, tr_msg *out);
 /* True if the ring holds nothing (owner only, or as a hint). */
 bool tr__mailbox_empty(struct tr_mailbox *mb);
 
-/* How many messages the ring holds (a snapshot). */
+/* How many messages the ring holds: exact for the owner; from another
+ * thread a hint, since it reads the two ends one after the other and the
+ * difference wraps under the ring's mask if the owner takes in between
+ * (a full ring can read as empty).  Cheap: the owner's idle path. */
 uint32_t tr__mailbox_queued(struct tr_mailbox *mb);
+
+/* The same, from any thread, as it was at one instant: the consumer's
+ * end is read again after the producers' and the read tried again if it
+ * moved.  A reader that keeps losing to the owner gets an upper bound,
+ * at most the capacity (tr_mailbox_depth). */
+uint32_t tr__mailbox_count(struct tr_mailbox *mb);
 
 /*
  * Owner side, after a run of takes while it stays scheduled: wake a

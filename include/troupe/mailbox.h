@@ -70,7 +70,10 @@ TR_API int tr_mailbox_close(tr_mailbox *mb);
 /*
  * tr_mailbox_depth - how many messages wait in the mailbox behind `ref`
  * (an actor's or a thread's) and how many it can hold.  The depth is a
- * snapshot: senders and the receiver keep moving.  Any thread may call it.
+ * snapshot: senders and the receiver keep moving.  It is the count at one
+ * instant, never more than the capacity; only a caller that keeps losing
+ * the race with a receiver taking very fast gets a count that may be
+ * higher than any one instant's.  Any thread may call it.
  * Returns 0, TR_EINVAL or TR_ENOACTOR.
  */
 TR_API int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
