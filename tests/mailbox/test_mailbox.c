@@ -382,6 +382,7 @@ static void *churn(void *arg)
         if (tr_mailbox_recv(churned, &m, TR_NOW) ||
             tr_try_send(sys, tr_mailbox_ref(churned), &m))
             atomic_store(&churn_failed, 1);
+    tr_mailbox_free(churned); /* only its owner may */
     return NULL;
 }
 
@@ -414,7 +415,6 @@ static void test_depth_seen_from_another_thread_is_one_instants(void **state)
     atomic_store(&churn_phase, 3);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(atomic_load(&churn_failed), 0);
-    tr_mailbox_free(churned);
     tr_system_free(sys);
     if (wrong)
         print_message("%ld of %ld depths outside 62..63 (lowest %u, highest %u)\n",
