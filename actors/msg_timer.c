@@ -132,10 +132,15 @@ static void target_put(tr_system *sys, tr_ref to, target *tg)
 static int arm(tr_system *sys, tr_ref to, const tr_msg *msg, int64_t period,
                tr_deadline first, tr_timer_ref *out)
 {
-    /* A stale target is refused now rather than found out later. */
-    target tg;
-    int rc = target_get(sys, to, &tg);
-    target_put(sys, to, &tg);
+    /* A stale target is refused now rather than found out later.  Held
+     * as a send holds it: a plain borrow from a thread is not waited for
+     * by a shutdown destroying actors, which freed the actor under it. */
+    tr__hold hold;
+    struct tr_mailbox *mb = tr__hold_mailbox(sys, to, &hold);
+    if (!mb)
+        return atomic_load(&sys->stopping) ? TR_ESHUTDOWN : TR_ENOACTOR;
+    int rc = atomic_load_explicit(&mb->closed, memory_order_relaxed) ? mb->closed_error : 0;
+    tr__hold_release(sys, &hold);
     if (rc)
         return rc;
     tr_msg m = *msg;

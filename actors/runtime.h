@@ -572,6 +572,16 @@ static inline void tr__hold_release(struct tr_system *sys, tr__hold *h)
     else
         tr__hold_unborrow(sys, h);
 }
+/* The mailbox behind `ref`, held as a send holds it, for a short look
+ * from any thread (a plain borrow from outside is not safe against
+ * shutdown, see tr__hold); NULL if stale or the system is stopping.
+ * Give it back with tr__hold_release. */
+static inline struct tr_mailbox *tr__hold_mailbox(struct tr_system *sys, tr_ref ref,
+                                                  tr__hold *h)
+{
+    void *obj = tr__hold_ref(sys, tr__worker_now(), ref, h);
+    return obj ? tr__mailbox_of(obj, h->kind) : NULL;
+}
 
 /* The sender's ref on a thread that is not a worker: the mailbox it owns
  * in `sys`, if any (owned.c). */

@@ -183,8 +183,17 @@ static void destroy_actor_mailbox(void *obj, uint8_t kind, void *arg)
 static void destroy_actor(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
-    if (kind == TR__SLOT_ACTOR)
-        tr__actor_destroy(obj); /* whatever borrows remain: none will return */
+    if (kind != TR__SLOT_ACTOR)
+        return;
+    /* Dead first, as an actor's own end makes it: a thread that announces
+     * its hazard after the destroyer's look then finds the slot dead, and
+     * one that found it alive had announced it before, so the look sees
+     * it.  Left alive, a thread's tr_send or tr_mailbox_depth could read
+     * the actor while it was freed.  Whatever borrows remain, none will
+     * return. */
+    struct tr_actor *a = obj;
+    tr__slot_kill(&a->mbox.sys->slots, a->mbox.ref);
+    tr__actor_destroy(a);
 }
 
 static void destroy_mailbox(void *obj, uint8_t kind, void *arg)

@@ -6,14 +6,13 @@ int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
 {
     if (!sys || !depth)
         return TR_EINVAL;
-    uint8_t kind;
-    void *obj;
-    struct tr_mailbox *mb = tr__mailbox_borrow(sys, ref, &obj, &kind);
+    tr__hold hold;
+    struct tr_mailbox *mb = tr__hold_mailbox(sys, ref, &hold);
     if (!mb)
         return TR_ENOACTOR;
     *depth = tr__mailbox_count(mb);
     if (capacity)
         *capacity = mb->ring_size - 1;
-    tr__ref_put(sys, ref, obj, kind);
+    tr__hold_release(sys, &hold);
     return 0;
 }

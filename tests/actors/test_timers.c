@@ -696,7 +696,7 @@ static void test_shutdown_releases_the_payloads_of_pending_timers(void **state)
     assert_int_equal(atomic_load(&freed), PENDING);
     assert_int_equal(tr_timer_cancel(sys, h), TR_ENOTIMER);
     tr_msg m = tr_msg_words(1, 0, 0);
-    assert_int_equal(tr_send_after(sys, pending_target, &m, TR_NOW, NULL), TR_ENOACTOR);
+    assert_int_equal(tr_send_after(sys, pending_target, &m, TR_NOW, NULL), TR_ESHUTDOWN);
     tr_system_free(sys);
     assert_int_equal(atomic_load(&freed), PENDING);
 }
