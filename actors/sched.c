@@ -160,8 +160,10 @@ void tr__worker_start_private(tr__worker *w, struct tr_actor *a)
 
 void tr__worker_leave(tr__worker *w, tr__stack *to, bool abandon)
 {
-    if (abandon)
+    if (abandon) {
         w->abandoned = w->stack;
+        tr__stack_abandon(w->stack, __builtin_frame_address(0));
+    }
     switch_stack(w->stack, to, abandon);
 }
 

@@ -10,6 +10,8 @@
 
 /* Stacks kept in the system pool beyond which returns are unmapped. */
 #define POOL_MAX 1024
+/* Bytes of abandoned frames after which a stack gets a new TSan fiber. */
+#define TSAN_RENEW (256 * 1024)
 
 tr__stack *tr__stack_new(size_t size, int guard)
 {
@@ -107,13 +109,20 @@ void tr__stack_prepare(tr__stack *st, void (*fn)(void *), void *arg)
     TR_ASAN_UNPOISON(st->lo, st->size);
     st->asan_fake = NULL;
 #ifdef TR_TSAN
-    /* TSan keeps a shadow call stack per fiber; the frames abandoned on
-     * this stack never returned, so a reused fiber's shadow stack grows
-     * by a few frames per life and TSan aborts at 65536.  A fresh fiber
-     * costs a large memset, so renew it only every so many lives. */
-    if (++st->lives % 256 == 0) {
+    /* TSan keeps a shadow call stack per fiber, and the frames abandoned
+     * on this stack never returned, so its fiber's shadow stack keeps
+     * them and TSan aborts at 65536 frames.  A fresh fiber costs a large
+     * memset, too much for every life (a worker leaves its scheduler
+     * stack, a few hundred bytes deep, each time it resumes a parked
+     * actor), so renew it once TSAN_RENEW bytes of frames were left.  A
+     * frame takes 16 bytes at least (the return address, and the ABI's
+     * 16-byte alignment at its calls), so the shadow stack stays under
+     * (TSAN_RENEW + st->size) / 16 frames however deep each life went.
+     * Renewing every 256 lives let 400-frame tr_exits overflow it. */
+    if (st->tsan_left >= TSAN_RENEW) {
         TR_TSAN_FIBER_FREE(st->tsan_fiber);
         st->tsan_fiber = TR_TSAN_FIBER_NEW();
+        st->tsan_left = 0;
     }
 #endif
     tr__ctx_make(&st->ctx, st->lo, st->size, fn, arg);

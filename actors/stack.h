@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "ctx.h"
+#include "sanitizer.h"
 #include "spin.h"
 
 typedef struct tr__stack {
@@ -28,7 +29,7 @@ typedef struct tr__stack {
     void *asan_fake;        /* ASan's fake-stack handle while switched out */
     void *tsan_fiber;       /* TSan's fiber for this stack */
     unsigned valgrind_id;
-    unsigned lives;         /* times prepared (TSan builds renew fibers) */
+    size_t tsan_left;       /* bytes of frames left on it for TSan's fiber (TSan builds) */
     struct tr__stack *next; /* pool link */
 } tr__stack;
 
@@ -51,6 +52,20 @@ void tr__stack_free(tr__stack *st);
 tr__stack *tr__stack_pool_get(tr__stack_pool *pool);
 /* Return a stack; stacks of another size are unmapped instead. */
 void tr__stack_pool_put(tr__stack_pool *pool, tr__stack *st);
+
+/*
+ * The code running on `st` leaves it for good; its frames, down to `sp`,
+ * never return.  TSan builds count them (see tr__stack_prepare); in the
+ * others this is nothing.  Only the worker running on `st`.
+ */
+static inline void tr__stack_abandon(tr__stack *st, const void *sp)
+{
+#ifdef TR_TSAN
+    st->tsan_left += (size_t)((const char *)st - (const char *)sp);
+#else
+    (void)st, (void)sp;
+#endif
+}
 
 /* Make the stack start fn(arg) at its next switch-in. */
 void tr__stack_prepare(tr__stack *st, void (*fn)(void *), void *arg);
