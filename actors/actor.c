@@ -205,8 +205,9 @@ static void run_turn(struct tr_actor *a)
             end(a, atomic_load(&a->abandoned) ? TR_EKILLED : TR_ECANCELED);
             return;
         }
-        while (n < batch && tr__owner_take(&a->mbox, &m)) {
-            n++;
+        while (n < batch && tr__owner_take_quiet(&a->mbox, &m)) {
+            if (n++) /* a handler returned: the watchdog's progress */
+                tr__worker_progress(tr__worker_now());
             int rc = a->handler(a, &m);
             if (rc == 0 && tr__actor_cancelled(a))
                 rc = TR_ECANCELED;

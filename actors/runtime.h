@@ -109,6 +109,12 @@ typedef struct tr__worker {
      * line of its own: every send exchanges it, and thieves keep reading
      * `turns` while they look for work. */
     _Atomic tr_ref hazard __attribute__((aligned(TR__CACHELINE)));
+    /* Written by the owner, read by the watchdog: bumped whenever the
+     * running actor takes a message, as a handler actor does after each
+     * return and a receive that finds mail instead of parking; neither
+     * ends a turn (tr__worker_progress).  Here, not by `turns`: the owner
+     * writes this line at every send anyway, and thieves do not read it. */
+    _Atomic uint32_t progress;
 
     /* Written by others. */
     _Atomic uint32_t wake_word __attribute__((aligned(TR__CACHELINE)));
@@ -411,10 +417,31 @@ static inline bool tr__owner_has_notice(struct tr_mailbox *mb)
     return a && mb == &a->mbox && tr__signal_pending(a);
 }
 
-static inline bool tr__owner_take(struct tr_mailbox *mb, tr_msg *out)
+static inline bool tr__owner_take_quiet(struct tr_mailbox *mb, tr_msg *out)
 {
     return (tr__owner_has_notice(mb) && tr__signal_take(mb->owner, out)) ||
            tr__mailbox_take(mb, out);
+}
+
+/* The running actor has reached a point the watchdog counts (watchdog.c). */
+static inline void tr__worker_progress(tr__worker *w)
+{
+    atomic_store_explicit(&w->progress,
+                          atomic_load_explicit(&w->progress, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* A take for a receive: a message found is progress for the watchdog.
+ * (A handler's turn counts only the takes after the first, which its
+ * pick counted already: run_turn uses the quiet form.)  An actor's
+ * mailboxes are taken from on its worker only. */
+static inline bool tr__owner_take(struct tr_mailbox *mb, tr_msg *out)
+{
+    if (!tr__owner_take_quiet(mb, out))
+        return false;
+    if (mb->owner)
+        tr__worker_progress(tr__worker_now());
+    return true;
 }
 
 static inline bool tr__owner_has_mail(struct tr_mailbox *mb)

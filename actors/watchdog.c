@@ -6,12 +6,17 @@
  * leave it behind.  The watchdog at least says so.  It is a thread of the
  * system's own (only when cfg.watchdog_ns is set) that looks at every
  * worker a few times per watchdog_ns: each worker publishes the actor
- * whose turn it runs and bumps a counter at every pick (sched.c), so a
- * worker whose counter and actor have not changed for watchdog_ns has
- * been in one turn all that time.  One report per such turn.
+ * whose turn it runs and bumps a counter at every pick (sched.c), and
+ * another whenever that actor takes a message (tr__worker_progress), so a
+ * worker whose counters and actor have not changed for watchdog_ns has
+ * run one actor all that time without it parking, returning from its
+ * handler or receiving.  One report per such stretch.  Watching turns
+ * alone reported actors that received every ms: a receive that finds
+ * mail does not park, and a handler's turn is a batch of messages.
  *
- * The cost on the hot path is one relaxed store per turn; the looks cost
- * the workers a shared cache line read a few times per period.
+ * The cost on the hot path is one relaxed store per turn and one per
+ * message taken after a turn's first; the looks cost the workers a
+ * shared cache line read a few times per period.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,7 +25,7 @@
 #include "runtime.h"
 
 typedef struct watch {
-    uint32_t turns;
+    uint32_t turns, progress;
     tr_ref ref;
     int64_t since;
     bool reported;
@@ -46,9 +51,10 @@ static void look(tr_system *sys, watch *seen, int64_t now)
         tr__worker *w = &sys->workers[i];
         tr_ref ref = atomic_load_explicit(&w->running, memory_order_relaxed);
         uint32_t turns = atomic_load_explicit(&w->turns, memory_order_relaxed);
+        uint32_t progress = atomic_load_explicit(&w->progress, memory_order_relaxed);
         watch *s = &seen[i];
-        if (!ref || ref != s->ref || turns != s->turns) {
-            *s = (watch){.turns = turns, .ref = ref, .since = now};
+        if (!ref || ref != s->ref || turns != s->turns || progress != s->progress) {
+            *s = (watch){.turns = turns, .progress = progress, .ref = ref, .since = now};
             continue;
         }
         if (!s->reported && now - s->since >= sys->cfg.watchdog_ns) {
@@ -66,7 +72,7 @@ static void *watchdog_main(void *arg)
         tr__log(sys, "troupe watchdog: out of memory, not watching");
         return NULL;
     }
-    /* A turn is noticed between 1 and 1.25 watchdog_ns after it began. */
+    /* A stretch is noticed between 1 and 1.25 watchdog_ns after it began. */
     int64_t period = sys->cfg.watchdog_ns / 4;
     if (period < 1000000)
         period = 1000000;

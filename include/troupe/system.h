@@ -37,9 +37,11 @@ typedef struct tr_config {
     /* Messages an actor handles per turn before others get to run. */
     uint32_t batch;
     /* The watchdog: report an actor that has run this long (ns) without
-     * reaching a blocking call or tr_yield; 0: no watchdog.  One report
-     * per such turn, to `log` (NULL: standard error), called from a
-     * thread of the system's own. */
+     * reaching a blocking call or tr_yield: without parking, receiving a
+     * message or returning from its handler (a send that finds room, or
+     * a receive by TR_NOW that finds nothing, does not count); 0: no
+     * watchdog.  One report per such stretch, to `log` (NULL: standard
+     * error), called from a thread of the system's own. */
     int64_t watchdog_ns;
     tr_log_fn log;
     void *log_arg;
