@@ -315,7 +315,18 @@ void tr__msg_timers_fire(tr_system *sys, tr__msg_timers *t, int64_t now)
 tr_deadline tr__msg_timers_sleep(tr__msg_timers *t, tr_deadline until)
 {
     tr__spin_lock(&t->lock);
+    /* Two lower bounds of the earliest deadline: the later is the better,
+     * and only the hint is sure to be ahead of the last firing.  The
+     * wheel moves only when it is popped, which fire skips while the
+     * hint is ahead, so for a crowded slot armed meanwhile next() can be
+     * the slot's start, long past: sleeping until then made the worker
+     * spin until the first timer came due (up to a slot's width, 18 min
+     * at level 5).  Moving the wheel here instead would cost a clock
+     * read and a cascade under the lock that arms wait for. */
     int64_t next = tr__wheel_next(&t->wheel);
+    int64_t hint = atomic_load_explicit(&t->next_due, memory_order_relaxed);
+    if (hint > next)
+        next = hint;
     if (next < until)
         until = next;
     atomic_store_explicit(&t->sleep_until, until, memory_order_relaxed);

@@ -78,6 +78,9 @@ void tr__msg_timers_fire(struct tr_system *sys, tr__msg_timers *t, int64_t now);
  * Home worker, about to sleep on its futex until `until`: returns the
  * earlier of `until` and its next message timer, and records it, so that
  * a timer armed with an earlier deadline wakes it (tr__worker_kick).
+ * Never early for a timer, and later than the `now` of the last
+ * tr__msg_timers_fire unless a timer armed since is due: sleeping until
+ * then never spins.
  */
 tr_deadline tr__msg_timers_sleep(tr__msg_timers *t, tr_deadline until);
 
