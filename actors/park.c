@@ -57,8 +57,8 @@ static void drop_timer(struct tr_actor *a, uint32_t token)
     tr__worker *home = a->park_timer_home;
     if (home == w)
         tr__timers_cancel(w->sys, &w->timers, a->park_timer, a->mbox.ref, token);
-    else
-        tr__timers_cancel_remote(&home->timers, a->park_timer, a->mbox.ref, token);
+    else if (tr__timers_cancel_remote(&home->timers, a->park_timer, a->mbox.ref, token))
+        tr__worker_cancel_queued(home);
     a->park_timer = NULL;
 }
 

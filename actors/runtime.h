@@ -118,6 +118,11 @@ typedef struct tr__worker {
 
     /* Written by others. */
     _Atomic uint32_t wake_word __attribute__((aligned(TR__CACHELINE)));
+    /* Written by the owner around its futex wait, read by workers that
+     * queue it a remote cancel (tr__worker_cancel_queued).  Beside the
+     * word, which is as rarely written, not among the fields that every
+     * turn writes: a cancel that read it there would miss the cache. */
+    _Atomic bool sleeping;
 
     /* Run queue: the owner enqueues, anyone dequeues (ck_ring SPMC). */
     struct ck_ring runq __attribute__((aligned(TR__CACHELINE)));
@@ -257,6 +262,10 @@ void tr__wake_all_workers(struct tr_system *sys);
 
 /* Wake a parked worker, whether or not it is on the idle list (timers). */
 void tr__worker_kick(tr__worker *w);
+
+/* Any worker, after queueing a remote cancel on `w`'s park timers: wake
+ * `w` if it sleeps, so that it carries the cancel out now. */
+void tr__worker_cancel_queued(tr__worker *w);
 
 /* Queue a runnable actor on this worker (its next slot if its queue is
  * empty, else the queue's tail), or globally. */

@@ -510,7 +510,15 @@ static void sleep_worker(tr__worker *w, tr_deadline until)
     if (timer < until)
         until = timer;
     until = tr__msg_timers_sleep(&w->msg_timers, until);
-    tr__futex_wait(&w->wake_word, 0, until);
+    /* A store-buffer hand-shake with tr__worker_cancel_queued: we say we
+     * sleep, fence, then look at the cancel queue; the canceller queues,
+     * fences, then looks at `sleeping`.  Either we see its request and
+     * go round to carry it out, or it sees us and kicks. */
+    atomic_store_explicit(&w->sleeping, true, memory_order_relaxed);
+    tr__fence();
+    if (!tr__timers_cancels_waiting(&w->timers))
+        tr__futex_wait(&w->wake_word, 0, until);
+    atomic_store_explicit(&w->sleeping, false, memory_order_relaxed);
     tr__msg_timers_woke(&w->msg_timers);
 }
 
@@ -657,6 +665,20 @@ void tr__worker_kick(tr__worker *w)
 {
     atomic_store(&w->wake_word, 1);
     tr__futex_wake(&w->wake_word, 1);
+}
+
+/*
+ * Without the kick, an idle owner carried a cancel out only when it next
+ * woke, at its earliest timer: the cancelled timer of an hour's sleep
+ * kept its exited actor, and the payloads in its mailbox, for the hour.
+ * A cancel that the owner makes itself, the common case, never comes
+ * here; this one pays a fence and a read of a line rarely written.
+ */
+void tr__worker_cancel_queued(tr__worker *w)
+{
+    tr__fence(); /* pairs with sleep_worker's */
+    if (atomic_load_explicit(&w->sleeping, memory_order_relaxed))
+        tr__worker_kick(w);
 }
 
 void tr__wake_all_workers(tr_system *sys)

@@ -103,6 +103,11 @@ bool tr__timers_cancel_remote(tr__timers *t, tr__timer *timer, tr_ref ref,
     return ck_ring_enqueue_mpsc_tr_timer_cancel(&t->cancels, t->cancel_buf, &c);
 }
 
+bool tr__timers_cancels_waiting(const tr__timers *t)
+{
+    return t->len && ck_ring_size(&t->cancels);
+}
+
 static void take_cancels(struct tr_system *sys, tr__timers *t)
 {
     tr__timer_cancel c;

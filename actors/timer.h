@@ -24,10 +24,14 @@
  * A park that resumes on another worker cannot touch the wheel that holds
  * its timer.  It queues a cancel request on a small bounded MPSC ring of
  * that wheel's owner, which carries them out before it next fires its
- * timers.  Without it every such park left a timer pending until its
- * deadline: a supervisor waiting 10 s for 100,000 exits, woken by each
- * one on either worker, grew a slab of stale timers per thousand parks.
- * If the ring is full the timer is left to fire, which does nothing.
+ * timers, and wakes the owner if it sleeps (tr__worker_cancel_queued):
+ * an idle owner fires next at its earliest deadline, maybe an hour away,
+ * and the timer's borrow kept the exited actor, and the payloads in its
+ * mailbox, that long.  Without the ring every such park left a timer
+ * pending until its deadline: a supervisor waiting 10 s for 100,000
+ * exits, woken by each one on either worker, grew a slab of stale timers
+ * per thousand parks.  If the ring is full the timer is left to fire,
+ * which does nothing.
  */
 #ifndef TR_TIMER_H
 #define TR_TIMER_H
@@ -106,10 +110,18 @@ bool tr__timers_cancel(struct tr_system *sys, tr__timers *t, tr__timer *timer,
                        tr_ref ref, uint32_t token);
 
 /* tr__timers_cancel from any other thread: queued for the owner, who
- * carries it out before its next firing; false (left to fire) if the
- * queue is full. */
+ * carries it out before its next firing (the caller wakes the owner:
+ * tr__worker_cancel_queued); false (left to fire) if the queue is full. */
 bool tr__timers_cancel_remote(tr__timers *t, tr__timer *timer, tr_ref ref,
                               uint32_t token);
+
+/*
+ * Whether queued remote cancels wait for tr__timers_fire, so that the
+ * owner must not sleep.  The scheduler fires only while a timer is
+ * pending; with none, what is queued is stale and may wait (an owner
+ * that stayed awake for it would never drain it, and spin).  Owner only.
+ */
+bool tr__timers_cancels_waiting(const tr__timers *t);
 
 /* Carry out the queued remote cancels, then fire every timer due at
  * `now`, earliest deadline first. */

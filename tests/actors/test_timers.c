@@ -301,6 +301,45 @@ static void test_sleep_cancelled_returns_ecanceled_promptly(void **state)
     tr_system_free(sys);
 }
 
+/*
+ * Cancelled out of an hour's sleep, an actor that resumes on the other
+ * worker asks the timer's worker to cancel the timer; until it does, the
+ * timer's borrow keeps the exited actor, and the payload queued in its
+ * mailbox.  The workers idle between the cancels, so the request must
+ * wake its worker (review: 0-13 of 16 payloads released a second after
+ * the exits, 20 runs of 20).
+ */
+enum { HOUR_SLEEPERS = 16 };
+
+static void test_cancelled_long_sleep_releases_its_actor_at_once(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = (void *)(intptr_t)tr_after_ms(3600 * 1000);
+    atomic_store(&freed, 0);
+    atomic_store(&done, 0);
+    tr_ref r[HOUR_SLEEPERS];
+    for (int i = 0; i < HOUR_SLEEPERS; i++) {
+        assert_int_equal(tr_spawn_loop(sys, sleeps_until_cancelled, &o, &r[i]), 0);
+        tr_msg m = counted_msg(5); /* never received: released with the actor */
+        assert_int_equal(tr_send(sys, r[i], &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    }
+    usleep(100 * 1000); /* all asleep, both workers idle */
+    for (int i = 0; i < HOUR_SLEEPERS; i++) {
+        assert_int_equal(tr_cancel(sys, r[i]), 0);
+        usleep(20 * 1000); /* one at a time: the workers go idle in between */
+    }
+    assert_int_equal(wait_count(&done, HOUR_SLEEPERS), HOUR_SLEEPERS);
+    /* A wake-up takes microseconds; a second is generous. */
+    tr_deadline give_up = tr_after_ms(1000);
+    while (atomic_load(&freed) < HOUR_SLEEPERS && tr_now() < give_up)
+        usleep(1000);
+    int released = atomic_load(&freed);
+    tr_system_free(sys);
+    assert_int_equal(released, HOUR_SLEEPERS);
+}
+
 static void test_sleep_outside_an_actor_blocks_the_thread(void **state)
 {
     (void)state;
@@ -980,6 +1019,7 @@ int main(void)
         cmocka_unit_test(test_sleepers_on_every_worker_never_wake_early),
         cmocka_unit_test(test_sleeping_actors_leave_their_worker_to_others),
         cmocka_unit_test(test_sleep_cancelled_returns_ecanceled_promptly),
+        cmocka_unit_test(test_cancelled_long_sleep_releases_its_actor_at_once),
         cmocka_unit_test(test_sleep_outside_an_actor_blocks_the_thread),
         cmocka_unit_test(test_send_after_delivers_once_never_early),
         cmocka_unit_test(test_idle_home_with_a_crowded_slot_sleeps_until_due),
