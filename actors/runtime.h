@@ -610,8 +610,9 @@ static inline void tr__hold_release(struct tr_system *sys, tr__hold *h)
 }
 /* The mailbox behind `ref`, held as a send holds it, for a short look
  * from any thread (a plain borrow from outside is not safe against
- * shutdown, see tr__hold); NULL if stale or the system is stopping.
- * Give it back with tr__hold_release. */
+ * shutdown, see tr__hold); NULL if stale, or if the system is stopping
+ * and the caller would have to borrow.  Give it back with
+ * tr__hold_release. */
 static inline struct tr_mailbox *tr__hold_mailbox(struct tr_system *sys, tr_ref ref,
                                                   tr__hold *h)
 {

@@ -727,9 +727,26 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
  * mailbox, and what the supervisor did stays done.  Once sent, `r` is
  * answered even if the supervisor ends first (free_request).
  */
+/* Whether `ref` names a supervisor.  Any other actor, or a thread's
+ * mailbox, would take the request and never answer it, and the caller
+ * waited until its deadline, or for ever. */
+static bool is_supervisor(tr_system *sys, tr_ref ref)
+{
+    tr__hold hold;
+    if (!tr__hold_mailbox(sys, ref, &hold))
+        return false;
+    bool yes = hold.kind == TR__SLOT_ACTOR && ((struct tr_actor *)hold.obj)->body == sup_body;
+    tr__hold_release(sys, &hold);
+    return yes;
+}
+
 static int ask(tr_system *sys, tr_ref supervisor, request *r, tr_msg *answer,
                tr_deadline deadline)
 {
+    if (!is_supervisor(sys, supervisor)) {
+        free(r);
+        return TR_ENOACTOR;
+    }
     tr_mailbox *mb;
     int rc = tr_mailbox_new(sys, 1, &mb);
     if (rc) {

@@ -157,12 +157,15 @@ typedef struct tr_child_info {
  * tr_supervisor_children - a snapshot of the supervisor's children, in
  * start order: up to `cap` entries in `out`, their number in *n.  Asks
  * the supervisor and waits for its answer until `deadline`.  Any thread
- * or actor may call it (it makes a mailbox of its own for the answer).
- * Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor, or it ended
- * before it answered), TR_ETIMEDOUT, TR_ECANCELED (a calling actor was
- * cancelled while it waited), or TR_ENOMEM (here or in the supervisor).
- * The same holds for the two calls above: a supervisor that ends answers
- * every request it has not handled with TR_ENOACTOR.
+ * or any actor of `sys` may call it (it makes a mailbox of its own for
+ * the answer).  Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor: a
+ * stale ref, or one of an actor that is not a supervisor or of a
+ * mailbox; or it ended before it answered), TR_ETIMEDOUT, TR_ECANCELED
+ * (a calling actor was cancelled while it waited), TR_ECONTEXT (called
+ * by an actor of another system, which can own no mailbox in `sys`, or
+ * on a worker outside any actor), or TR_ENOMEM (here or in the
+ * supervisor).  The same holds for the two calls above: a supervisor
+ * that ends answers every request it has not handled with TR_ENOACTOR.
  */
 TR_API int tr_supervisor_children(tr_system *sys, tr_ref supervisor,
                                   tr_child_info *out, size_t cap, size_t *n,

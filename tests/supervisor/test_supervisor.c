@@ -919,6 +919,57 @@ static void test_a_supervisor_started_from_a_thread_keeps_its_deadline(void **st
     tr_system_free(sys);
 }
 
+static tr_system *asked_sys;
+static tr_ref asked_sup, asker_report;
+
+/* An actor of another system asks asked_sys's supervisor for its
+ * children and reports the result. */
+static int asks_across_systems(tr_actor *self)
+{
+    size_t n;
+    int rc = tr_supervisor_children(asked_sys, asked_sup, NULL, 0, &n, tr_after_ms(TEST_DEADLINE_MS));
+    (void)self;
+    return test_send(asked_sys, asker_report, 1, (uint64_t)(int64_t)rc, 0);
+}
+
+/* The three requests sent to a ref that names no supervisor (a thread's
+ * mailbox, a plain actor) are TR_ENOACTOR at once: they used to be taken
+ * in and never answered, so the caller waited until its deadline (for
+ * ever with TR_FOREVER).  From an actor of another system they are
+ * TR_ECONTEXT, as the header says: it can own no mailbox there. */
+static void test_a_request_to_what_is_not_a_supervisor_is_enoactor(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, 4, &mb), 0);
+    tr_ref plain;
+    assert_int_equal(tr_spawn_loop(sys, test_sleep_for_ever, NULL, &plain), 0);
+    tr_ref not_supervisors[] = {tr_mailbox_ref(mb), plain};
+    tr_child_spec spec = worker_spec(0, TR_TEMPORARY);
+    for (int i = 0; i < 2; i++) {
+        tr_ref to = not_supervisors[i];
+        size_t n;
+        tr_ref child;
+        assert_int_equal(tr_supervisor_children(sys, to, NULL, 0, &n, TR_FOREVER), TR_ENOACTOR);
+        assert_int_equal(tr_supervisor_start_child(sys, to, &spec, &child, TR_FOREVER), TR_ENOACTOR);
+        assert_int_equal(tr_supervisor_terminate_child(sys, to, plain, TR_FOREVER), TR_ENOACTOR);
+    }
+    tr_msg stray;
+    assert_int_equal(tr_mailbox_recv(mb, &stray, TR_NOW), TR_ETIMEDOUT); /* nothing was sent */
+
+    tr_system *other = test_system(1);
+    asked_sys = sys;
+    assert_int_equal(tr_supervisor_start(sys, NULL, &spec, 1, &asked_sup), 0);
+    asker_report = tr_mailbox_ref(mb);
+    assert_int_equal(tr_spawn_loop(other, asks_across_systems, NULL, NULL), 0);
+    tr_msg r = test_recv(mb);
+    assert_int_equal((int)(int64_t)r.a, TR_ECONTEXT);
+    tr_system_free(other);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -969,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
+        cmocka_unit_test(test_a_request_to_what_is_not_a_supervisor_is_enoactor),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
