@@ -396,6 +396,17 @@ void tr__actor_free_mailboxes(struct tr_actor *a);
 void tr__actor_idle(struct tr_actor *a);
 void tr__thread_idle(struct tr_mailbox *mb);
 
+/*
+ * The calling owner, an actor `a` or (NULL) the thread, is about to block
+ * in something that is not a receive (a send waiting for room, a sleep):
+ * wake a sender waiting for room in any of its mailboxes.  Takes wake one
+ * only once half the ring is free, and the idle above, which wakes the
+ * rest, does not come while it blocks: two owners each sending to the
+ * other's full mailbox waited beside room, and an actor's send said
+ * TR_EDEADLK.
+ */
+void tr__owner_release_senders(struct tr_actor *a);
+
 /* A thread owner sleeps until its flag is raised or `deadline`. */
 void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline);
 

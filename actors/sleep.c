@@ -26,13 +26,14 @@ int tr__sleep_until(tr_deadline until)
     tr__worker *w = tr__worker_now();
     if (until <= 0 || (until != TR_FOREVER && tr_now() >= until))
         return 0;
-    if (!w)
-        return sleep_thread(until);
-    struct tr_actor *a = w->current;
-    if (!a)
+    struct tr_actor *a = w ? w->current : NULL;
+    if (w && !a)
         return TR_ECONTEXT;
-    if (tr__actor_cancelled(a))
+    if (a && tr__actor_cancelled(a))
         return TR_ECANCELED;
+    tr__owner_release_senders(a);
+    if (!a)
+        return sleep_thread(until);
     uint32_t token;
     int rc = tr__actor_park_begin(a, TR__PARK_SLEEP, until, &token);
     if (rc)

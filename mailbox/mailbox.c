@@ -336,6 +336,7 @@ static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
                            tr_deadline deadline)
 {
     tr__waiter w = {.actor = self};
+    tr__owner_release_senders(self);
     int rc = tr__actor_park_begin(self, TR__PARK_WAIT, deadline, &w.token);
     if (rc)
         return rc;
@@ -368,6 +369,7 @@ static int wait_room_thread(struct tr_mailbox *mb, tr_deadline deadline)
     tr__waiter w = {.actor = NULL};
     int rc = 0;
 
+    tr__owner_release_senders(NULL);
     if (!tr__mailbox_add_waiter(mb, &w))
         return mb->closed_error;
     while (!tr__mailbox_has_room(mb) && !atomic_load_explicit(&w.word, memory_order_acquire)) {

@@ -229,6 +229,16 @@ void tr__thread_idle(struct tr_mailbox *mb)
             tr__mailbox_check_waiters(&o->mb);
 }
 
+void tr__owner_release_senders(struct tr_actor *a)
+{
+    tr__fence(); /* after our takes, before nwaiters: pairs with add_waiter */
+    if (a)
+        tr__mailbox_check_waiters(&a->mbox);
+    tr__owned_mailbox *o = a ? a->owned : tls_owner ? tls_owner->head : NULL;
+    for (; o; o = o->next_owned)
+        tr__mailbox_check_waiters(&o->mb);
+}
+
 void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline)
 {
     tr__futex_wait(mb->flag, 0, deadline);

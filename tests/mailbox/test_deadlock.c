@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 
 #include "support.h"
+#include "runtime.h"
 
 #define MAXRING 3
 static tr_ref ring[MAXRING];
@@ -133,12 +134,138 @@ static void test_waiting_on_a_busy_actor_is_not_a_deadlock(void **state)
     tr_system_free(sys);
 }
 
+/* ---- an owner that blocks in a send wakes the senders waiting on it ----- */
+
+enum { SMALL = 7 }; /* a ring of 8: one take frees less than half */
+static tr_ref owner_a, sender_b;
+static tr_mailbox *owner_report;
+static atomic_int b_result;
+
+/* B: fills the mailbox `to` (in its state) and waits on one message
+ * more, reports how its sends went, then takes what comes. */
+static int fills_then_drains(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_ref to = (tr_ref)(uintptr_t)tr_actor_state(self);
+    int bad = 0;
+    for (int i = 0; i <= SMALL; i++) {
+        tr_msg m = tr_msg_words(2, (uint64_t)i, 0);
+        int rc = tr_send(sys, to, &m, tr_after_ms(TEST_DEADLINE_MS));
+        bad = rc ? rc : bad;
+    }
+    atomic_store(&b_result, bad ? bad : 1);
+    tr_msg m;
+    while (tr_recv(&m, tr_after_ms(200)) == 0)
+        ;
+    return 0;
+}
+
+/* B reports that every one of its sends went through. */
+static void expect_b_sent_all(void)
+{
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&b_result) && tr_now() < deadline)
+        usleep(1000);
+    assert_int_equal(atomic_load(&b_result), 1);
+}
+
+/* Until `mb` is full and a sender waits on it. */
+static void wait_full_with_a_waiter(tr_system *sys, tr_ref ref, struct tr_mailbox *mb)
+{
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    uint32_t depth = 0;
+    while (tr_mailbox_depth(sys, ref, &depth, NULL) || depth < SMALL ||
+           !atomic_load(&mb->nwaiters)) {
+        if (tr_now() > deadline)
+            break;
+        (void)tr_sleep(tr_after_ns(100000)); /* an actor parks, a thread sleeps */
+    }
+}
+
+/* A: once B waits on its full mailbox, fills B's, takes one message (room
+ * now, too little for the take to wake B), and sends to B. */
+static int takes_one_then_sends(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    wait_full_with_a_waiter(sys, tr_actor_ref(self), &self->mbox);
+    for (int i = 0; i < SMALL; i++) {
+        tr_msg f = tr_msg_words(1, 0, 0);
+        if (tr_try_send(sys, sender_b, &f))
+            return test_send(sys, tr_mailbox_ref(owner_report), 9, 1, 0);
+    }
+    tr_msg m;
+    int rc = tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS));
+    tr_msg out = tr_msg_words(3, 0, 0);
+    if (!rc)
+        rc = tr_send(sys, sender_b, &out, tr_after_ms(TEST_DEADLINE_MS));
+    test_send(sys, tr_mailbox_ref(owner_report), 9, (uint64_t)(int64_t)rc, 0);
+    while (tr_recv(&m, tr_after_ms(200)) == 0)
+        ;
+    return 0;
+}
+
+/*
+ * A takes one message and then waits to send to B, who waits for the room
+ * that take made.  That is no cycle: A's send must wake B first, and
+ * both go on.  The take woke no one (a take wakes a sender only once half
+ * the ring is free), A's send parked without looking, and its deadlock
+ * check found B waiting on A: TR_EDEADLK (10 of 10).
+ */
+static void test_an_owner_sending_wakes_a_sender_waiting_on_its_room(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 4, &owner_report), 0);
+    atomic_store(&b_result, 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = SMALL;
+    assert_int_equal(tr_spawn_loop(sys, takes_one_then_sends, &o, &owner_a), 0);
+    o.state = (void *)(uintptr_t)owner_a;
+    assert_int_equal(tr_spawn_loop(sys, fills_then_drains, &o, &sender_b), 0);
+    tr_msg r = test_recv(owner_report);
+    assert_int_equal(r.tag, 9);
+    assert_int_equal((int)(int64_t)r.a, 0);
+    expect_b_sent_all();
+    tr_mailbox_free(owner_report);
+    tr_system_free(sys);
+}
+
+/* The same with a thread as the owner: it takes one message and blocks
+ * sending to B, who waits on the thread's mailbox.  Both used to wait
+ * until their deadlines (10 of 10). */
+static void test_a_thread_sending_wakes_a_sender_waiting_on_its_room(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_mailbox *mine;
+    assert_int_equal(tr_mailbox_new(sys, SMALL, &mine), 0);
+    atomic_store(&b_result, 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = SMALL;
+    o.state = (void *)(uintptr_t)tr_mailbox_ref(mine);
+    assert_int_equal(tr_spawn_loop(sys, fills_then_drains, &o, &sender_b), 0);
+    wait_full_with_a_waiter(sys, tr_mailbox_ref(mine), mine);
+    for (int i = 0; i < SMALL; i++) {
+        tr_msg f = tr_msg_words(1, 0, 0);
+        assert_int_equal(tr_try_send(sys, sender_b, &f), 0);
+    }
+    tr_msg m = test_recv(mine);
+    assert_int_equal(m.tag, 2);
+    tr_msg out = tr_msg_words(3, 0, 0);
+    assert_int_equal(tr_send(sys, sender_b, &out, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    expect_b_sent_all();
+    tr_mailbox_free(mine);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cycle_of_two_full_mailboxes_fails_with_edeadlk),
         cmocka_unit_test(test_cycle_of_three_full_mailboxes_fails_with_edeadlk),
         cmocka_unit_test(test_waiting_on_a_busy_actor_is_not_a_deadlock),
+        cmocka_unit_test(test_an_owner_sending_wakes_a_sender_waiting_on_its_room),
+        cmocka_unit_test(test_a_thread_sending_wakes_a_sender_waiting_on_its_room),
     };
     return cmocka_run_group_tests_name("deadlock", tests, NULL, NULL);
 }
