@@ -82,7 +82,11 @@ TR_API int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
 /*
  * tr_mailbox_free - close and free the mailbox: its ref goes stale (sends
  * return TR_ENOACTOR) and queued messages are released.  Only the owner
- * may call it; anyone else's call, and NULL, are ignored.
+ * may call it; anyone else's call, and NULL, are ignored.  Like free(),
+ * once: the pointer is invalid afterwards, and a second call reads freed
+ * memory.  A thread frees its mailboxes before tr_system_free of their
+ * system; one left alive is destroyed there, but the thread must not make
+ * or free mailboxes afterwards (its list still names it).
  */
 TR_API void tr_mailbox_free(tr_mailbox *mb);
 
