@@ -214,29 +214,35 @@ void tr__owned_mailbox_teardown(struct tr_mailbox *mb)
     destroy(mb, false); /* its actor is destroyed by the teardown too */
 }
 
+/* Wake a sender waiting for room in each mailbox of the list but `skip`. */
+static void check_owned(tr__owned_mailbox *o, struct tr_mailbox *skip)
+{
+    for (; o; o = o->next_owned)
+        if (&o->mb != skip)
+            tr__mailbox_check_waiters(&o->mb);
+}
+
 void tr__actor_idle(struct tr_actor *a)
 {
     tr__mailbox_owner_idle(&a->mbox);
-    for (tr__owned_mailbox *o = a->owned; o; o = o->next_owned)
-        tr__mailbox_check_waiters(&o->mb);
+    check_owned(a->owned, NULL);
 }
 
 void tr__thread_idle(struct tr_mailbox *mb)
 {
     tr__mailbox_owner_idle(mb);
-    for (tr__owned_mailbox *o = outer(mb)->thread->head; o; o = o->next_owned)
-        if (&o->mb != mb)
-            tr__mailbox_check_waiters(&o->mb);
+    check_owned(outer(mb)->thread->head, mb);
 }
 
 void tr__owner_release_senders(struct tr_actor *a)
 {
     tr__fence(); /* after our takes, before nwaiters: pairs with add_waiter */
-    if (a)
+    if (a) {
         tr__mailbox_check_waiters(&a->mbox);
-    tr__owned_mailbox *o = a ? a->owned : tls_owner ? tls_owner->head : NULL;
-    for (; o; o = o->next_owned)
-        tr__mailbox_check_waiters(&o->mb);
+        check_owned(a->owned, NULL);
+    } else if (tls_owner) {
+        check_owned(tls_owner->head, NULL);
+    }
 }
 
 void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline)
