@@ -380,6 +380,10 @@ void tr__actor_destroy(struct tr_actor *a);
 void tr__owned_mailbox_destroy(struct tr_mailbox *mb);
 void tr__owned_mailbox_teardown(struct tr_mailbox *mb);
 
+/* tr_system_free: destroy a mailbox a thread left alive, and take it off
+ * that thread's list, whichever thread this is. */
+void tr__thread_mailbox_reap(struct tr_mailbox *mb);
+
 /* True if the calling actor or thread owns `mb` (may receive from it);
  * the _by form for a caller that knows its actor (`self`, NULL: none). */
 bool tr__mailbox_owned_here(struct tr_mailbox *mb);

@@ -200,7 +200,7 @@ static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
 {
     (void)arg;
     if (kind == TR__SLOT_THREAD_MAILBOX)
-        tr__owned_mailbox_destroy(obj);
+        tr__thread_mailbox_reap(obj);
 }
 
 /* Every worker has ended: destroy every actor, whatever its state. */

@@ -10,7 +10,13 @@
  * Lifetimes: senders reach a mailbox through its slot and touch its
  * owner's flag, so the owner's memory must outlive the mailbox.  An
  * actor-owned mailbox borrows its actor's slot until it is destroyed; a
- * thread's record is counted by its mailboxes and by the thread itself.
+ * thread's record is counted by its mailboxes and by the thread itself
+ * (until it owns none, or until it exits).
+ *
+ * A thread's list is locked, not private to it: tr_system_free, on any
+ * thread, destroys the mailboxes a thread left alive in that system and
+ * takes them off the list, while the owner may be walking it to send into
+ * another system.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,8 +27,9 @@
 
 typedef struct thread_owner {
     _Atomic uint32_t flag;           /* 0 while the thread sleeps */
-    atomic_uint refs;                /* its mailboxes, + 1 while it owns any */
-    struct tr__owned_mailbox *head;  /* oldest first (the owner's thread only) */
+    atomic_uint refs;                /* its mailboxes, + 1 for the thread */
+    pthread_mutex_t lock;            /* guards head and every next_owned */
+    struct tr__owned_mailbox *head;  /* oldest first */
 } thread_owner;
 
 struct tr__owned_mailbox {
@@ -33,6 +40,38 @@ struct tr__owned_mailbox {
 
 static TR__THREAD_LOCAL thread_owner *tls_owner;
 
+/* Drops an exiting thread's count on its record: mailboxes it never freed
+ * hold the rest until tr_system_free destroys them. */
+static pthread_key_t thread_exit_key;
+static bool thread_exit_key_made;
+
+static void thread_owner_put(thread_owner *t)
+{
+    if (atomic_fetch_sub(&t->refs, 1) == 1) {
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+    }
+}
+
+static void thread_exits(void *record)
+{
+    tls_owner = NULL;
+    thread_owner_put(record);
+}
+
+__attribute__((constructor)) static void make_thread_exit_key(void)
+{
+    thread_exit_key_made = pthread_key_create(&thread_exit_key, thread_exits) == 0;
+}
+
+/* The library may be unloaded while threads that used it go on: their
+ * exit must not call into unmapped code. */
+__attribute__((destructor)) static void delete_thread_exit_key(void)
+{
+    if (thread_exit_key_made)
+        pthread_key_delete(thread_exit_key);
+}
+
 static tr__owned_mailbox *outer(struct tr_mailbox *mb)
 {
     return (tr__owned_mailbox *)mb; /* mb is the first member */
@@ -41,15 +80,18 @@ static tr__owned_mailbox *outer(struct tr_mailbox *mb)
 /* The thread's record, made with its first mailbox. */
 static thread_owner *this_thread(void)
 {
-    if (!tls_owner && (tls_owner = calloc(1, sizeof *tls_owner)))
-        atomic_init(&tls_owner->refs, 1);
-    return tls_owner;
-}
-
-static void thread_owner_put(thread_owner *t)
-{
-    if (atomic_fetch_sub(&t->refs, 1) == 1)
-        free(t);
+    if (tls_owner || !thread_exit_key_made)
+        return tls_owner;
+    thread_owner *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    atomic_init(&t->refs, 1);
+    pthread_mutex_init(&t->lock, NULL);
+    if (pthread_setspecific(thread_exit_key, t)) {
+        thread_owner_put(t);
+        return NULL;
+    }
+    return tls_owner = t;
 }
 
 /* The thread owns no mailbox any more: its record goes with the last
@@ -57,16 +99,50 @@ static void thread_owner_put(thread_owner *t)
  * new one. */
 static void forget_thread_if_idle(void)
 {
-    if (tls_owner && !tls_owner->head) {
+    if (!tls_owner)
+        return;
+    pthread_mutex_lock(&tls_owner->lock);
+    bool idle = !tls_owner->head;
+    pthread_mutex_unlock(&tls_owner->lock);
+    if (idle) {
+        pthread_setspecific(thread_exit_key, NULL);
         thread_owner_put(tls_owner);
         tls_owner = NULL;
     }
 }
 
-/* Where the owner keeps its list of mailboxes. */
-static tr__owned_mailbox **owner_list(struct tr_mailbox *mb)
+/* An actor's list is its own; a thread's is shared with tr_system_free. */
+static void lock_list(struct tr_mailbox *mb)
 {
-    return mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
+    if (!mb->owner)
+        pthread_mutex_lock(&outer(mb)->thread->lock);
+}
+
+static void unlock_list(struct tr_mailbox *mb)
+{
+    if (!mb->owner)
+        pthread_mutex_unlock(&outer(mb)->thread->lock);
+}
+
+static void add_to_owner(struct tr_mailbox *mb)
+{
+    lock_list(mb);
+    tr__owned_mailbox **tail = mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
+    while (*tail)
+        tail = &(*tail)->next_owned;
+    *tail = outer(mb);
+    unlock_list(mb);
+}
+
+static void remove_from_owner(struct tr_mailbox *mb)
+{
+    lock_list(mb);
+    tr__owned_mailbox **p = mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
+    while (*p && *p != outer(mb))
+        p = &(*p)->next_owned;
+    if (*p)
+        *p = outer(mb)->next_owned;
+    unlock_list(mb);
 }
 
 bool tr__mailbox_owned_by(struct tr_mailbox *mb, struct tr_actor *self)
@@ -115,10 +191,7 @@ int tr_mailbox_new(tr_system *sys, uint32_t capacity, tr_mailbox **out)
                         actor ? TR__SLOT_MAILBOX : TR__SLOT_THREAD_MAILBOX, &o->mb.ref);
     if (rc)
         goto drop_owner;
-    tr__owned_mailbox **tail = owner_list(&o->mb);
-    while (*tail)
-        tail = &(*tail)->next_owned;
-    *tail = o;
+    add_to_owner(&o->mb);
     *out = &o->mb;
     return 0;
 
@@ -170,12 +243,7 @@ void tr_mailbox_free(tr_mailbox *mb)
 {
     if (!mb || !tr__mailbox_owned_here(mb))
         return;
-    for (tr__owned_mailbox **p = owner_list(mb); *p; p = &(*p)->next_owned) {
-        if (*p == outer(mb)) {
-            *p = outer(mb)->next_owned;
-            break;
-        }
-    }
+    remove_from_owner(mb);
     bool thread = outer(mb)->thread != NULL;
     let_go(mb);
     if (thread)
@@ -214,6 +282,12 @@ void tr__owned_mailbox_teardown(struct tr_mailbox *mb)
     destroy(mb, false); /* its actor is destroyed by the teardown too */
 }
 
+void tr__thread_mailbox_reap(struct tr_mailbox *mb)
+{
+    remove_from_owner(mb);
+    destroy(mb, true);
+}
+
 /* Wake a sender waiting for room in each mailbox of the list but `skip`. */
 static void check_owned(tr__owned_mailbox *o, struct tr_mailbox *skip)
 {
@@ -231,7 +305,10 @@ void tr__actor_idle(struct tr_actor *a)
 void tr__thread_idle(struct tr_mailbox *mb)
 {
     tr__mailbox_owner_idle(mb);
-    check_owned(outer(mb)->thread->head, mb);
+    thread_owner *t = outer(mb)->thread;
+    pthread_mutex_lock(&t->lock);
+    check_owned(t->head, mb);
+    pthread_mutex_unlock(&t->lock);
 }
 
 void tr__owner_release_senders(struct tr_actor *a)
@@ -241,7 +318,9 @@ void tr__owner_release_senders(struct tr_actor *a)
         tr__mailbox_check_waiters(&a->mbox);
         check_owned(a->owned, NULL);
     } else if (tls_owner) {
+        pthread_mutex_lock(&tls_owner->lock);
         check_owned(tls_owner->head, NULL);
+        pthread_mutex_unlock(&tls_owner->lock);
     }
 }
 
@@ -252,8 +331,16 @@ void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline)
 
 tr_ref tr__thread_sender_ref(tr_system *sys)
 {
-    for (tr__owned_mailbox *o = tls_owner ? tls_owner->head : NULL; o; o = o->next_owned)
-        if (o->mb.sys == sys)
-            return o->mb.ref;
-    return TR_REF_NONE;
+    tr_ref ref = TR_REF_NONE;
+    if (!tls_owner)
+        return ref;
+    pthread_mutex_lock(&tls_owner->lock);
+    for (tr__owned_mailbox *o = tls_owner->head; o; o = o->next_owned) {
+        if (o->mb.sys == sys) {
+            ref = o->mb.ref;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tls_owner->lock);
+    return ref;
 }

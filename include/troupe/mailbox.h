@@ -40,7 +40,7 @@ typedef struct tr_mailbox tr_mailbox;
  * actor (it must belong to `sys`), or the calling thread if it is not a
  * worker.  `capacity` as in tr_spawn_opts (0: the system's default).  An
  * actor's mailboxes are freed when it exits; a thread frees its own with
- * tr_mailbox_free before tr_system_free.
+ * tr_mailbox_free, or leaves them to tr_system_free.
  * Returns 0, TR_EINVAL, TR_ENOMEM, TR_ELIMIT, TR_ESHUTDOWN, or
  * TR_ECONTEXT (a worker outside an actor, or an actor of another system).
  */
@@ -84,9 +84,9 @@ TR_API int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
  * return TR_ENOACTOR) and queued messages are released.  Only the owner
  * may call it; anyone else's call, and NULL, are ignored.  Like free(),
  * once: the pointer is invalid afterwards, and a second call reads freed
- * memory.  A thread frees its mailboxes before tr_system_free of their
- * system; one left alive is destroyed there, but the thread must not make
- * or free mailboxes afterwards (its list still names it).
+ * memory.  A thread's mailbox left alive, even by a thread that has
+ * ended, is freed by tr_system_free of its system, with what it holds;
+ * its pointer is invalid afterwards, as after tr_mailbox_free.
  */
 TR_API void tr_mailbox_free(tr_mailbox *mb);
 

@@ -285,9 +285,128 @@ static void count_free(void *ptr, size_t len)
     atomic_fetch_add(&freed, 1);
 }
 
+/* ---- a thread mailbox left alive goes with its system ------------------- */
+
+/* The mailbox the thread left in `first` is destroyed by tr_system_free
+ * and taken off the thread's list: the thread's mailbox in a second
+ * system then works, and its sends stamp that mailbox as the sender.
+ * The list used to keep naming the freed mailbox. */
+static void test_a_thread_mailbox_left_alive_goes_with_its_system(void **state)
+{
+    (void)state;
+    tr_system *first = test_system(1);
+    tr_mailbox *kept_mb, *left;
+    assert_int_equal(tr_mailbox_new(first, 4, &kept_mb), 0);
+    assert_int_equal(tr_mailbox_new(first, 4, &left), 0);
+    tr_msg queued = tr_msg_buf(1, malloc(32), 32, count_free);
+    assert_int_equal(tr_send(first, tr_mailbox_ref(left), &queued, TR_NOW), 0);
+    tr_mailbox_free(kept_mb);
+    atomic_store(&freed, 0);
+    tr_system_free(first); /* `left` goes here, with what it held */
+    assert_int_equal(atomic_load(&freed), 1);
+
+    tr_system *second = test_system(1);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(second, 4, &mb), 0);
+    tr_ref e;
+    assert_int_equal(tr_spawn(second, echo, NULL, &e), 0);
+    assert_int_equal(test_send(second, e, 1, 21, 0), 0);
+    tr_msg r = test_recv(mb);
+    assert_int_equal(r.a, 42);
+    tr_mailbox_free(mb);
+    tr_system_free(second);
+}
+
+/* The owner sends into `busy` all along, walking its list for the sender
+ * ref, while another thread frees systems where the owner left mailboxes:
+ * the list is changed under the owner's feet. */
+static tr_system *busy_sys, *_Atomic doomed_sys;
+static atomic_int doomed_made, doomed_freed;
+
+static void *owner_sends_while_its_mailboxes_go(void *arg)
+{
+    atomic_int *errors = arg;
+    tr_mailbox *reply;
+    tr_ref e;
+    if (tr_mailbox_new(busy_sys, 4, &reply) || tr_spawn(busy_sys, echo, NULL, &e)) {
+        atomic_fetch_add(errors, 1);
+        return NULL;
+    }
+    const int rounds = 40 / TEST_SCALE;
+    for (int i = 0; i < rounds; i++) {
+        tr_mailbox *left; /* never freed by the owner */
+        if (tr_mailbox_new(atomic_load(&doomed_sys), 4, &left))
+            atomic_fetch_add(errors, 1);
+        atomic_store(&doomed_made, i + 1);
+        while (atomic_load(&doomed_freed) <= i) {
+            tr_msg r = tr_msg_words(0, 0, 0);
+            if (test_send(busy_sys, e, 1, i, 0) ||
+                tr_mailbox_recv(reply, &r, tr_after_ms(TEST_DEADLINE_MS)) ||
+                r.from != e || r.a != 2 * (uint64_t)i)
+                atomic_fetch_add(errors, 1);
+        }
+    }
+    tr_mailbox_free(reply);
+    return NULL;
+}
+
+static void test_a_thread_mailbox_goes_while_its_owner_sends_elsewhere(void **state)
+{
+    (void)state;
+    busy_sys = test_system(1);
+    atomic_store(&doomed_sys, test_system(1));
+    atomic_store(&doomed_made, 0);
+    atomic_store(&doomed_freed, 0);
+    atomic_int errors = 0;
+    pthread_t owner;
+    assert_int_equal(pthread_create(&owner, NULL, owner_sends_while_its_mailboxes_go, &errors), 0);
+    const int rounds = 40 / TEST_SCALE;
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    for (int i = 0; i < rounds; i++) {
+        while (atomic_load(&doomed_made) <= i)
+            if (tr_now() > end)
+                fail_msg("the owner never made its mailbox %d", i);
+        tr_system *old = atomic_load(&doomed_sys);
+        atomic_store(&doomed_sys, test_system(1));
+        tr_system_free(old);
+        atomic_store(&doomed_freed, i + 1);
+    }
+    assert_int_equal(pthread_join(owner, NULL), 0);
+    assert_int_equal(atomic_load(&errors), 0);
+    tr_system_free(atomic_load(&doomed_sys));
+    tr_system_free(busy_sys);
+}
+
+/* A thread that ends owning a mailbox: tr_system_free destroys the
+ * mailbox, and the thread's record goes with it (LeakSanitizer). */
+static tr_system *ending_sys;
+
+static void *ends_owning_a_mailbox(void *arg)
+{
+    tr_mailbox **out = arg;
+    if (tr_mailbox_new(ending_sys, 4, out))
+        *out = NULL;
+    return NULL;
+}
+
+static void test_a_thread_that_ends_owning_a_mailbox_leaks_nothing(void **state)
+{
+    (void)state;
+    ending_sys = test_system(1);
+    tr_mailbox *mb;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ends_owning_a_mailbox, &mb), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_non_null(mb);
+    /* Its ref still reaches it until the system goes. */
+    assert_int_equal(test_send(ending_sys, tr_mailbox_ref(mb), 1, 0, 0), 0);
+    tr_system_free(ending_sys);
+}
+
 static void test_queued_payloads_are_released_when_mailbox_is_freed(void **state)
 {
     (void)state;
+    atomic_store(&freed, 0);
     tr_system *sys = test_system(1);
     tr_mailbox *mb;
     assert_int_equal(tr_mailbox_new(sys, 15, &mb), 0);
@@ -643,6 +762,9 @@ int main(void)
         cmocka_unit_test(test_actor_send_deadline_expires_on_full_mailbox),
         cmocka_unit_test(test_foreign_thread_send_blocks_until_room),
         cmocka_unit_test(test_thread_mailbox_is_owned_and_receives_replies),
+        cmocka_unit_test(test_a_thread_mailbox_left_alive_goes_with_its_system),
+        cmocka_unit_test(test_a_thread_mailbox_goes_while_its_owner_sends_elsewhere),
+        cmocka_unit_test(test_a_thread_that_ends_owning_a_mailbox_leaks_nothing),
         cmocka_unit_test(test_queued_payloads_are_released_when_mailbox_is_freed),
         cmocka_unit_test(test_exit_wakes_parked_senders_with_enoactor),
         cmocka_unit_test(test_depth_seen_from_another_thread_is_one_instants),
