@@ -30,6 +30,12 @@ typedef struct thread_owner {
     atomic_uint refs;                /* its mailboxes, + 1 for the thread */
     pthread_mutex_t lock;            /* guards head and every next_owned */
     struct tr__owned_mailbox *head;  /* oldest first */
+    atomic_uint version;             /* + 1 at each change of the list */
+    /* The owner's last sender-ref lookup, good while `version` stays
+     * (the owner's thread only): a send need not take the lock. */
+    const tr_system *seen_sys;
+    tr_ref seen_ref;
+    unsigned seen_version;
 } thread_owner;
 
 struct tr__owned_mailbox {
@@ -124,6 +130,13 @@ static void unlock_list(struct tr_mailbox *mb)
         pthread_mutex_unlock(&outer(mb)->thread->lock);
 }
 
+static void unlock_changed_list(struct tr_mailbox *mb)
+{
+    if (!mb->owner)
+        atomic_fetch_add_explicit(&outer(mb)->thread->version, 1, memory_order_release);
+    unlock_list(mb);
+}
+
 static void add_to_owner(struct tr_mailbox *mb)
 {
     lock_list(mb);
@@ -131,7 +144,7 @@ static void add_to_owner(struct tr_mailbox *mb)
     while (*tail)
         tail = &(*tail)->next_owned;
     *tail = outer(mb);
-    unlock_list(mb);
+    unlock_changed_list(mb);
 }
 
 static void remove_from_owner(struct tr_mailbox *mb)
@@ -142,7 +155,7 @@ static void remove_from_owner(struct tr_mailbox *mb)
         p = &(*p)->next_owned;
     if (*p)
         *p = outer(mb)->next_owned;
-    unlock_list(mb);
+    unlock_changed_list(mb);
 }
 
 bool tr__mailbox_owned_by(struct tr_mailbox *mb, struct tr_actor *self)
@@ -329,18 +342,35 @@ void tr__thread_sleep(struct tr_mailbox *mb, tr_deadline deadline)
     tr__futex_wait(mb->flag, 0, deadline);
 }
 
-tr_ref tr__thread_sender_ref(tr_system *sys)
+static __attribute__((noinline)) tr_ref look_up_sender_ref(thread_owner *t,
+                                                          const tr_system *sys)
 {
+    pthread_mutex_lock(&t->lock);
     tr_ref ref = TR_REF_NONE;
-    if (!tls_owner)
-        return ref;
-    pthread_mutex_lock(&tls_owner->lock);
-    for (tr__owned_mailbox *o = tls_owner->head; o; o = o->next_owned) {
+    for (tr__owned_mailbox *o = t->head; o; o = o->next_owned) {
         if (o->mb.sys == sys) {
             ref = o->mb.ref;
             break;
         }
     }
-    pthread_mutex_unlock(&tls_owner->lock);
+    t->seen_sys = sys;
+    t->seen_ref = ref;
+    t->seen_version = atomic_load_explicit(&t->version, memory_order_relaxed);
+    pthread_mutex_unlock(&t->lock);
     return ref;
+}
+
+/* A change that the cached answer misses bumps `version`: the owner's own
+ * tr_mailbox_new or free, or tr_system_free of a system where it left a
+ * mailbox.  An answer for system B stays right while A's free bumps the
+ * version, so reading the version without the lock is enough. */
+tr_ref tr__thread_sender_ref(tr_system *sys)
+{
+    thread_owner *t = tls_owner;
+    if (!t)
+        return TR_REF_NONE;
+    if (t->seen_sys == sys &&
+        t->seen_version == atomic_load_explicit(&t->version, memory_order_acquire))
+        return t->seen_ref;
+    return look_up_sender_ref(t, sys);
 }

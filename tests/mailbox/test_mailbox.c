@@ -285,6 +285,34 @@ static void count_free(void *ptr, size_t len)
     atomic_fetch_add(&freed, 1);
 }
 
+/* ---- a thread's sends carry its oldest mailbox in that system ----------- */
+
+static tr_ref sent_from(tr_system *sys, tr_mailbox *to)
+{
+    assert_int_equal(test_send(sys, tr_mailbox_ref(to), 1, 0, 0), 0);
+    return test_recv(to).from;
+}
+
+static void test_a_threads_sends_carry_its_oldest_mailbox_there(void **state)
+{
+    (void)state;
+    tr_system *a = test_system(1), *b = test_system(1);
+    tr_mailbox *a1, *a2, *b1;
+    assert_int_equal(tr_mailbox_new(a, 4, &a1), 0);
+    assert_int_equal(sent_from(a, a1), tr_mailbox_ref(a1));
+    assert_int_equal(tr_mailbox_new(b, 4, &b1), 0);
+    assert_int_equal(tr_mailbox_new(a, 4, &a2), 0);
+    assert_int_equal(sent_from(a, a2), tr_mailbox_ref(a1));
+    assert_int_equal(sent_from(b, b1), tr_mailbox_ref(b1));
+    assert_int_equal(sent_from(a, a2), tr_mailbox_ref(a1));
+    tr_mailbox_free(a1); /* a2 is now the oldest in a */
+    assert_int_equal(sent_from(a, a2), tr_mailbox_ref(a2));
+    tr_mailbox_free(a2);
+    tr_mailbox_free(b1);
+    tr_system_free(b);
+    tr_system_free(a);
+}
+
 /* ---- a thread mailbox left alive goes with its system ------------------- */
 
 /* The mailbox the thread left in `first` is destroyed by tr_system_free
@@ -762,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_actor_send_deadline_expires_on_full_mailbox),
         cmocka_unit_test(test_foreign_thread_send_blocks_until_room),
         cmocka_unit_test(test_thread_mailbox_is_owned_and_receives_replies),
+        cmocka_unit_test(test_a_threads_sends_carry_its_oldest_mailbox_there),
         cmocka_unit_test(test_a_thread_mailbox_left_alive_goes_with_its_system),
         cmocka_unit_test(test_a_thread_mailbox_goes_while_its_owner_sends_elsewhere),
         cmocka_unit_test(test_a_thread_that_ends_owning_a_mailbox_leaks_nothing),
