@@ -73,7 +73,7 @@ static struct tr__msg_timer *take(tr__msg_timers *t, unsigned bits)
     if (!t->chunks[k] && !(t->chunks[k] = malloc(((size_t)CHUNK0 << k) * sizeof *e)))
         return NULL;
     e = entry_at(t, t->used);
-    *e = (struct tr__msg_timer){.gen = 1, .index = t->used};
+    *e = (struct tr__msg_timer){.gen = t->first_gen, .index = t->used};
     t->used++;
     return e;
 }

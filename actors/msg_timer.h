@@ -58,6 +58,7 @@ typedef struct tr__msg_timers {
      * awake (a parked worker's deadline is always later than now > 0).
      * Written under the lock, except the reset to 0 on waking. */
     _Atomic int64_t sleep_until;
+    uint32_t first_gen;              /* as the system's slots' (slots.h) */
     /* Under the lock. */
     uint32_t used;                   /* entries ever handed out */
     struct tr__msg_timer *free;      /* recycled entries */

@@ -8,9 +8,9 @@
 #define BORROW 2ull
 #define BORROW_MASK 0xFFFFFFFEull
 
-int tr__slots_init(tr__slots *t, uint32_t max)
+int tr__slots_init(tr__slots *t, uint32_t max, uint32_t first_gen)
 {
-    *t = (tr__slots){.max = max};
+    *t = (tr__slots){.max = max, .first_gen = first_gen};
     size_t nchunks = ((size_t)max + TR__SLOT_CHUNK - 1) / TR__SLOT_CHUNK;
     t->chunks = calloc(nchunks, sizeof *t->chunks);
     return t->chunks ? 0 : TR_ENOMEM;
@@ -76,7 +76,7 @@ static uint32_t fresh_slot(tr__slots *t, int *rc)
             return 0;
         }
         for (unsigned i = 0; i < TR__SLOT_CHUNK; i++)
-            atomic_init(&chunk[i].word, 1ull << 32); /* generation 1 */
+            atomic_init(&chunk[i].word, (uint64_t)t->first_gen << 32);
         /* Pairs with the acquire in tr__slot_at. */
         atomic_store_explicit(chunkp, chunk, memory_order_release);
     }

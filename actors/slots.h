@@ -7,7 +7,9 @@
  * object only if the generation matches and it is alive, so a stale ref
  * never reaches freed memory; the object is destroyed by whoever drops
  * the last borrow after it died (tr__slot_kill / tr__slot_put return true
- * to exactly one caller).
+ * to exactly one caller).  Each table counts its generations from a start
+ * of its own (tr__generation_start), so that a ref used with a system it
+ * does not belong to finds no match either.
  *
  * Implementation notes: slots live in chunks that are allocated on demand
  * and never moved or freed before the table, so a lookup needs no lock.
@@ -49,6 +51,7 @@ typedef struct tr__slot {
 typedef struct tr__slots {
     _Atomic(tr__slot *) *chunks;
     uint32_t max;           /* slots at most */
+    uint32_t first_gen;     /* every slot's first generation */
     _Atomic uint64_t free_top __attribute__((aligned(64))); /* tag << 32 | index + 1 */
     tr__spin lock;          /* guards `used` and growing */
     uint32_t used;          /* slots ever handed out (high-water mark) */
@@ -60,7 +63,23 @@ typedef struct tr__slot_cache {
     uint32_t len;
 } tr__slot_cache;
 
-int tr__slots_init(tr__slots *t, uint32_t max);
+/*
+ * Where the generations of the `serial`-th system start: steps of 2^32
+ * divided by the golden ratio.  Two systems made fewer than 10 apart
+ * start at least 239 million generations apart (1.6 billion for two in a
+ * row): one slot would have to be reused that many times more in one than
+ * in the other before a ref of one matched a slot of the other.  Among a
+ * thousand systems the closest two are 2 million apart; no two share a
+ * start before 2^32 systems.  Never 0: a generation is never 0.
+ */
+static inline uint32_t tr__generation_start(uint64_t serial)
+{
+    uint32_t g = (uint32_t)(serial * 0x9E3779B9u);
+    return g ? g : 1;
+}
+
+/* `first_gen`: tr__generation_start of the owning system. */
+int tr__slots_init(tr__slots *t, uint32_t max, uint32_t first_gen);
 void tr__slots_destroy(tr__slots *t);
 
 /*

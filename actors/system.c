@@ -92,7 +92,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
     /* Room for the refs that workers hold on to for a while (slots.h). */
     uint32_t slots = cfg.max_actors + (uint32_t)n * TR__SLOT_BATCH;
     if (!sys->workers || !sys->idle || !sys->foreign ||
-        tr__slots_init(&sys->slots, slots)) {
+        tr__slots_init(&sys->slots, slots, tr__generation_start(sys->serial))) {
         free_parts(sys);
         return TR_ENOMEM;
     }
@@ -103,6 +103,7 @@ int tr_system_new(const tr_config *config, tr_system **out)
         w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
         ck_ring_init(&w->runq, TR__RUNQ_SIZE);
         tr__timers_init(&w->timers);
+        w->msg_timers.first_gen = tr__generation_start(sys->serial);
         /* The stack its scheduler loop starts on: fail here, not silently
          * in the thread. */
         w->seen = calloc(sys->nworkers, sizeof *w->seen);

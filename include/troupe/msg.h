@@ -25,7 +25,9 @@
 
 #include "troupe/export.h"
 
-/* A 64-bit handle to an actor or mailbox (slot index + generation). */
+/* A 64-bit handle to an actor or mailbox (slot index + generation).  A
+ * ref used with a system it does not belong to is unknown there, as a
+ * stale one is (TR_ENOACTOR). */
 typedef uint64_t tr_ref;
 
 /* No actor: the sender ref of a message sent by a thread without a mailbox. */

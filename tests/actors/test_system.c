@@ -78,6 +78,51 @@ static void test_two_systems_work_independently(void **state)
     tr_system_free(b);
 }
 
+/* ---- a ref or timer handle of one system names nothing in another -------- */
+
+static void test_refs_of_one_system_name_nothing_in_another(void **state)
+{
+    (void)state;
+    tr_system *a = test_system(1), *b = test_system(1);
+    uint64_t sum_a = 0, sum_b = 0;
+    tr_spawn_opts oa = TR_SPAWN_OPTS_INIT, ob = TR_SPAWN_OPTS_INIT;
+    oa.state = &sum_a;
+    ob.state = &sum_b;
+    tr_ref ra, rb;
+    assert_int_equal(tr_spawn(a, adder, &oa, &ra), 0);
+    assert_int_equal(tr_spawn(b, adder, &ob, &rb), 0);
+    /* The same slot in each table: only the generations tell them apart. */
+    assert_int_equal((uint32_t)ra, (uint32_t)rb);
+    tr_msg m = tr_msg_words(1, 5, 0);
+    assert_int_equal(tr_send(b, ra, &m, TR_NOW), TR_ENOACTOR);
+    assert_int_equal(tr_try_send(a, rb, &m), TR_ENOACTOR);
+    assert_int_equal(tr_cancel(b, ra), TR_ENOACTOR);
+    uint32_t depth, cap;
+    assert_int_equal(tr_mailbox_depth(a, rb, &depth, &cap), TR_ENOACTOR);
+    assert_int_equal(tr_send_after(b, ra, &m, tr_after_ms(10), NULL), TR_ENOACTOR);
+
+    tr_timer_ref ta, tb;
+    assert_int_equal(tr_send_after(a, ra, &m, tr_after_ms(TEST_DEADLINE_MS), &ta), 0);
+    assert_int_equal(tr_send_after(b, rb, &m, tr_after_ms(TEST_DEADLINE_MS), &tb), 0);
+    assert_int_equal(tr_timer_cancel(b, ta), TR_ENOTIMER);
+    assert_int_equal(tr_timer_cancel(a, tb), TR_ENOTIMER);
+    assert_int_equal(tr_timer_cancel(a, ta), 0);
+    assert_int_equal(tr_timer_cancel(b, tb), 0);
+
+    /* Each actor got nothing of the other's; both still run. */
+    tr_mailbox *ma, *mb;
+    assert_int_equal(tr_mailbox_new(a, 4, &ma), 0);
+    assert_int_equal(tr_mailbox_new(b, 4, &mb), 0);
+    assert_int_equal(test_send(a, ra, 2, 1, 0), 0);
+    assert_int_equal(test_send(b, rb, 2, 2, 0), 0);
+    assert_int_equal(test_recv(ma).a, 1);
+    assert_int_equal(test_recv(mb).a, 2);
+    tr_mailbox_free(ma);
+    tr_mailbox_free(mb);
+    tr_system_free(b);
+    tr_system_free(a);
+}
+
 /* ---- shutdown releases every queued payload ------------------------------- */
 
 static atomic_int freed;
@@ -241,6 +286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_configs_are_rejected),
         cmocka_unit_test(test_two_systems_work_independently),
+        cmocka_unit_test(test_refs_of_one_system_name_nothing_in_another),
         cmocka_unit_test(test_shutdown_releases_queued_payloads_of_every_actor),
         cmocka_unit_test(test_shutdown_times_out_while_a_handler_runs),
         cmocka_unit_test(test_shutdown_wakes_threads_blocked_in_send),
