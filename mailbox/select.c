@@ -27,6 +27,7 @@ typedef struct selection {
     size_t n;
     struct tr_mailbox *recv_mb[TR_SELECT_MAX];  /* receive cases' mailboxes */
     send_wait *sw;                               /* send cases' wait places */
+    int error;      /* a send case's failure that ends the select */
 } selection;
 
 /*
@@ -66,7 +67,9 @@ static bool case_ready(selection *s, size_t i)
 /* Carry out case i; false if it was not ready after all: a send found the
  * mailbox full, or a receive's only mail was a notice that the take
  * dropped (an exit queued while the actor trapped them, and it no longer
- * does). */
+ * does).  A send that failed otherwise than as a case may fire (its first
+ * message found no memory for the ring, say) sets s->error and sends
+ * nothing: the payload stays with the caller. */
 static bool fire(selection *s, size_t i)
 {
     tr_select_case *c = &s->cases[i];
@@ -79,8 +82,15 @@ static bool fire(selection *s, size_t i)
             return false;
         return true;
     }
-    c->rc = tr_try_send(s->sys, c->to, &c->msg);
-    return c->rc != TR_EFULL;
+    int rc = tr_try_send(s->sys, c->to, &c->msg);
+    if (rc == TR_EFULL)
+        return false;
+    if (rc && rc != TR_ECLOSED && rc != TR_ENOACTOR) {
+        s->error = rc;
+        return false;
+    }
+    c->rc = rc;
+    return true;
 }
 
 /*
@@ -97,6 +107,8 @@ static int try_round(selection *s, size_t start)
         size_t i = (start + k) % s->n;
         if (case_ready(s, i) && fire(s, i))
             return (int)i;
+        if (s->error)
+            break;
     }
     return -1;
 }
@@ -261,6 +273,10 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
         if (fired >= 0) {
             *next = (uint32_t)fired + 1;
             rc = fired;
+            break;
+        }
+        if (s->error) {
+            rc = s->error;
             break;
         }
         rc = join_send_waits(s, sw, flag, self);

@@ -67,11 +67,16 @@ typedef struct tr_select_case {
  * If the system stops while an actor waits in a select, the payloads of
  * its send cases are released with the actor.  A thread waiting in send
  * cases on actors is woken by the stop (they fire with TR_ENOACTOR).
+ * An actor selects in its own system only: a wait for room in another
+ * system's mailbox is a retry loop (tr_send), not a place on its list.
  * Returns the index of the case that fired, TR_ETIMEDOUT, TR_ECANCELED
  * (the calling actor was cancelled), TR_EINVAL (NULL or too many cases,
- * an unknown op, a NULL mailbox outside an actor), TR_ECONTEXT (a
- * mailbox the caller does not own), TR_ESHUTDOWN (a thread's select
- * with send cases, in a system that is stopping), or TR_ENOMEM.
+ * an unknown op, a NULL mailbox outside an actor, a mailbox of another
+ * system), TR_ECONTEXT (a mailbox the caller does not own, or an actor
+ * of another system), TR_ESHUTDOWN (a thread's select with send cases,
+ * in a system that is stopping), or TR_ENOMEM (a send case's first
+ * message to a mailbox found no memory for its ring: nothing was sent,
+ * and its payload stays with the caller).
  */
 TR_API int tr_select(tr_system *sys, tr_select_case *cases, size_t ncases,
                      unsigned flags, tr_deadline deadline);

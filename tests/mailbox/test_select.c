@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fail_malloc.h"
 #include "support.h"
 #include "runtime.h"
 
@@ -347,6 +348,52 @@ static void test_select_rejects_bad_cases(void **state)
     assert_int_equal(tr_select(sys, cs, 1, 0, TR_NOW), TR_EINVAL);
     tr_mailbox_free(mine);
     tr_system_free(sys);
+}
+
+/* ---- a send case that finds no memory fires nothing ---------------------- */
+
+static atomic_int payloads_freed;
+
+static void count_payload_free(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    atomic_fetch_add(&payloads_freed, 1);
+}
+
+/* The first message to a mailbox allocates its ring: when that fails, the
+ * select says TR_ENOMEM, sends nothing and leaves the payload with the
+ * caller.  The case used to fire with rc TR_ENOMEM, which no case has. */
+static void test_select_send_case_without_memory_is_enomem_and_sends_nothing(void **state)
+{
+    (void)state;
+#if TEST_FAIL_MALLOC
+    tr_system *sys = test_system(1);
+    tr_mailbox *target;
+    assert_int_equal(tr_mailbox_new(sys, 4, &target), 0); /* no ring yet */
+    tr_select_case cs[1] = {{.op = TR_SELECT_SEND, .to = tr_mailbox_ref(target),
+                             .msg = tr_msg_buf(7, malloc(16), 16, count_payload_free)}};
+    atomic_store(&payloads_freed, 0);
+    fail_mallocs = true;
+    int r = tr_select(sys, cs, 1, 0, TR_NOW);
+    fail_mallocs = false;
+    assert_int_equal(r, TR_ENOMEM);
+    assert_int_equal(atomic_load(&payloads_freed), 0);
+    uint32_t depth, cap;
+    assert_int_equal(tr_mailbox_depth(sys, tr_mailbox_ref(target), &depth, &cap), 0);
+    assert_int_equal(depth, 0);
+    /* With memory, the same case fires and the message arrives. */
+    assert_int_equal(tr_select(sys, cs, 1, 0, TR_NOW), 0);
+    assert_int_equal(cs[0].rc, 0);
+    tr_msg got = test_recv(target);
+    assert_int_equal(got.tag, 7);
+    tr_msg_release(&got);
+    assert_int_equal(atomic_load(&payloads_freed), 1);
+    tr_mailbox_free(target);
+    tr_system_free(sys);
+#else
+    skip();
+#endif
 }
 
 /* ---- select in an actor: a tick or a message, cancellation ----------------- */
@@ -810,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_select_times_out_and_takes_nothing),
         cmocka_unit_test(test_select_send_case_fires_when_room_appears_and_unpicked_sends_nothing),
         cmocka_unit_test(test_select_rejects_bad_cases),
+        cmocka_unit_test(test_select_send_case_without_memory_is_enomem_and_sends_nothing),
         cmocka_unit_test(test_actor_select_waits_for_either_mailbox_and_ends_on_cancel),
         cmocka_unit_test(test_select_does_not_fire_on_an_exit_notice_it_drops),
         cmocka_unit_test(test_select_into_its_own_full_mailbox_sleeps_until_the_deadline),
