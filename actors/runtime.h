@@ -140,6 +140,7 @@ struct tr_system {
     atomic_bool stopping;
     bool has_watchdog;
     bool next_slots;                 /* remote fences work: workers use next slots */
+    bool workers_joined;             /* shutdown's first part is done */
     bool torn_down;
     pthread_t watchdog;              /* if has_watchdog */
     /* Hazard words of threads that are not workers (hazard.h), each on

@@ -204,8 +204,19 @@ static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
         tr__thread_mailbox_reap(obj);
 }
 
-/* Every worker has ended: destroy every actor, whatever its state. */
-static void destroy_actors(tr_system *sys)
+static bool past(tr_deadline deadline)
+{
+    return deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline);
+}
+
+/*
+ * Every worker has ended: destroy every actor, whatever its state.
+ * TR_ETIMEDOUT if other systems' actors or threads still hold some at
+ * `deadline`; the steps before that wait can be taken again.  Actors of
+ * another system that send into this one let go within a retry (send.c),
+ * once their own workers run them: the caller may be one of those.
+ */
+static int destroy_actors(tr_system *sys, tr_deadline deadline)
 {
     for (unsigned i = 0; i < sys->nworkers; i++) {
         tr__timers_clear(&sys->workers[i].timers);
@@ -215,13 +226,17 @@ static void destroy_actors(tr_system *sys)
      * thread mailboxes, while every parked actor's stack still exists. */
     tr__slots_each(&sys->slots, close_one, NULL);
     tr__slots_each(&sys->slots, drop_far_count, NULL);
-    while (atomic_load(&sys->foreign_waiters))
+    while (atomic_load(&sys->foreign_waiters)) {
+        if (past(deadline))
+            return TR_ETIMEDOUT;
         sched_yield();
+    }
     tr__slots_each(&sys->slots, run_cleanups, NULL);
     tr__slots_each(&sys->slots, destroy_actor_mailbox, NULL);
     tr__slots_each(&sys->slots, destroy_actor, NULL);
     tr__inject_init(&sys->global);
     tr__inject_init(&sys->outside);
+    return 0;
 }
 
 int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
@@ -231,6 +246,8 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
     tr__worker *self = tr__worker_now();
     if (self && self->sys == sys)
         return TR_ECONTEXT;
+    if (self)
+        deadline = TR_NOW; /* another system's worker: it must not block */
     if (sys->torn_down)
         return 0;
     atomic_store(&sys->stopping, true);
@@ -244,23 +261,34 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
             atomic_load(&sys->workers_running))
             return TR_ETIMEDOUT;
     }
-    for (unsigned i = 0; i < sys->nworkers; i++)
-        pthread_join(sys->workers[i].thread, NULL);
-    /* A spawn from outside that got in before `stopping` ends soon (one
-     * that waits for the backlog was woken above); the others see it. */
-    while (atomic_load(&sys->outside_spawns))
-        sched_yield();
-    tr__watchdog_stop(sys); /* it borrows actors: before they go */
-    destroy_actors(sys);
-    sys->torn_down = true;
-    return 0;
+    if (!sys->workers_joined) {
+        for (unsigned i = 0; i < sys->nworkers; i++)
+            pthread_join(sys->workers[i].thread, NULL);
+        /* A spawn from outside that got in before `stopping` ends soon
+         * (one that waits for the backlog was woken above); the others
+         * see it. */
+        while (atomic_load(&sys->outside_spawns))
+            sched_yield();
+        tr__watchdog_stop(sys); /* it borrows actors: before they go */
+        sys->workers_joined = true;
+    }
+    int rc = destroy_actors(sys, deadline);
+    sys->torn_down = rc == 0;
+    return rc;
 }
 
 void tr_system_free(tr_system *sys)
 {
     if (!sys)
         return;
-    tr_system_shutdown(sys, TR_FOREVER);
+    int rc = tr_system_shutdown(sys, TR_FOREVER);
+    if (rc) {
+        /* A worker (ECONTEXT: its own; TIMEDOUT: another system's) must
+         * not wait for the stop, nor free what it runs on. */
+        tr__log(sys, "troupe: tr_system_free from a worker before the system "
+                     "was shut down: ignored (%s)", tr_strerror(rc));
+        return;
+    }
     tr__slots_each(&sys->slots, destroy_mailbox, NULL);
     free_parts(sys);
 }

@@ -295,6 +295,8 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
             rc = tr__owner_wait(owner_mb, any_ready, s, deadline);
         else if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
             rc = TR_ETIMEDOUT;
+        else if (tr__worker_now())
+            rc = TR_ECONTEXT; /* a worker outside an actor must not block */
         else
             rc = wait_on_word(&word, s, deadline);
         if (self)

@@ -72,8 +72,9 @@ typedef struct tr_select_case {
  * Returns the index of the case that fired, TR_ETIMEDOUT, TR_ECANCELED
  * (the calling actor was cancelled), TR_EINVAL (NULL or too many cases,
  * an unknown op, a NULL mailbox outside an actor, a mailbox of another
- * system), TR_ECONTEXT (a mailbox the caller does not own, or an actor
- * of another system), TR_ESHUTDOWN (a thread's select with send cases,
+ * system), TR_ECONTEXT (a mailbox the caller does not own, an actor of
+ * another system, or a worker's thread outside an actor that would have
+ * to wait), TR_ESHUTDOWN (a thread's select with send cases,
  * in a system that is stopping), or TR_ENOMEM (a send case's first
  * message to a mailbox found no memory for its ring: nothing was sent,
  * and its payload stays with the caller).

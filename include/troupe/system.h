@@ -94,8 +94,13 @@ TR_API int tr_system_new(const tr_config *config, tr_system **out);
  * destructors run), stacks are returned.  Threads that are not workers
  * and are blocked in a send to an actor are woken with TR_ENOACTOR; those
  * waiting in tr_spawn_loop for the spawn backlog, with TR_ESHUTDOWN.
- * Waits for the workers until `deadline`.  Call from a thread that is
- * not a worker of this system.
+ * Waits for the workers, and for other systems' actors and threads to let
+ * go of its actors, until `deadline`.  Call from a thread that is not a
+ * worker of this system.  From an actor of another system it never waits
+ * (a worker must not block, and the actors it would wait for may need
+ * that very worker): it starts the stop and returns TR_ETIMEDOUT until
+ * the stop is done; call it again, after a tr_sleep say.  One caller at
+ * a time.
  * Returns 0, TR_ETIMEDOUT (a handler did not return in time; call again
  * to keep waiting), or TR_ECONTEXT (called from one of its own workers).
  */
@@ -103,8 +108,11 @@ TR_API int tr_system_shutdown(tr_system *sys, tr_deadline deadline);
 
 /*
  * tr_system_free - shut down (waiting as long as it takes) and release
- * the system.  Mailboxes that threads created with tr_mailbox_new must be
- * freed before.  NULL is ignored.
+ * the system, with the mailboxes that threads made in it and left alive.
+ * NULL is ignored.  From a worker it only frees a system already shut
+ * down (tr_system_shutdown returned 0); otherwise it does nothing but
+ * say so to the system's log (a worker must not wait, and its own system
+ * is what it runs on).
  */
 TR_API void tr_system_free(tr_system *sys);
 

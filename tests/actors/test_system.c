@@ -1,8 +1,10 @@
 /* test_system.c - systems: configuration, independence, shutdown. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "support.h"
+#include "runtime.h"
 
 static void test_bad_configs_are_rejected(void **state)
 {
@@ -260,25 +262,148 @@ static void test_shutdown_wakes_threads_blocked_in_send(void **state)
 static tr_system *self_sys;
 static atomic_int shutdown_from_actor = 1;
 
+static atomic_int free_refusals;
+
+static void count_free_refusals(void *arg, const char *line)
+{
+    (void)arg;
+    if (strstr(line, "tr_system_free"))
+        atomic_fetch_add(&free_refusals, 1);
+}
+
+/* Its own system's shutdown is refused, and its free, which freed the
+ * system under the actor, is only logged. */
 static int tries_shutdown(tr_actor *self, tr_msg *m)
 {
-    (void)m;
-    atomic_store(&shutdown_from_actor, tr_system_shutdown(tr_actor_system(self), TR_NOW));
-    return TR_STOP;
+    tr_system *sys = tr_actor_system(self);
+    int rc = tr_system_shutdown(sys, TR_NOW);
+    tr_system_free(sys);
+    atomic_store(&shutdown_from_actor, rc);
+    return test_send(sys, m->from, 2, 0, 0) ? -1 : TR_STOP;
 }
 
 static void test_shutdown_from_own_worker_is_econtext(void **state)
 {
     (void)state;
-    self_sys = test_system(1);
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = 1;
+    cfg.log = count_free_refusals;
+    assert_int_equal(tr_system_new(&cfg, &self_sys), 0);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(self_sys, 4, &mb), 0);
     tr_ref r;
     assert_int_equal(tr_spawn(self_sys, tries_shutdown, NULL, &r), 0);
     assert_int_equal(test_send(self_sys, r, 1, 0, 0), 0);
-    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
-    while (atomic_load(&shutdown_from_actor) == 1 && tr_now() < end)
-        ;
+    assert_int_equal(test_recv(mb).tag, 2); /* the system still runs */
     assert_int_equal(atomic_load(&shutdown_from_actor), TR_ECONTEXT);
+    assert_int_equal(atomic_load(&free_refusals), 1);
+    tr_mailbox_free(mb);
     tr_system_free(self_sys);
+}
+
+/* ---- another system's actor shuts a system down without blocking --------- */
+
+static tr_system *far_sys;
+static atomic_int far_send_rc = 1, far_stop_rc = 1, far_stop_calls;
+
+/* Counted in far_sys while it sleeps between tries of a full mailbox
+ * there: it lets go once it runs again and sees far_sys stopping. */
+static int sends_into_far_full(tr_actor *self)
+{
+    tr_ref full = (tr_ref)(uintptr_t)tr_actor_state(self);
+    tr_msg m = tr_msg_words(1, 0, 0);
+    atomic_store(&far_send_rc, tr_send(far_sys, full, &m, tr_after_ms(TEST_DEADLINE_MS)));
+    return 0;
+}
+
+static int stops_far_sys(tr_actor *self)
+{
+    (void)self;
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&far_sys->foreign_waiters))
+        if (tr_sleep(tr_after_ms(1)) || tr_now() > end)
+            return -1;
+    int rc;
+    do
+        atomic_fetch_add(&far_stop_calls, 1);
+    while ((rc = tr_system_shutdown(far_sys, TR_FOREVER)) == TR_ETIMEDOUT &&
+           !tr_sleep(tr_after_ms(1)) && tr_now() < end);
+    if (rc == 0)
+        tr_system_free(far_sys); /* shut down: a worker may free it */
+    atomic_store(&far_stop_rc, rc);
+    return 0;
+}
+
+/*
+ * Both actors share the one worker of their system.  The shutdown used to
+ * wait there, for ever, for the sender to let go of far_sys, and the
+ * sender needed that worker to run.
+ */
+static void test_another_systems_actor_shuts_down_without_blocking_its_worker(void **state)
+{
+    (void)state;
+    tr_system *near = test_system(1);
+    far_sys = test_system(1);
+    tr_ref full = test_spawn_full_sleeper(far_sys);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = (void *)(uintptr_t)full;
+    assert_int_equal(tr_spawn_loop(near, sends_into_far_full, &o, NULL), 0);
+    assert_int_equal(tr_spawn_loop(near, stops_far_sys, NULL, NULL), 0);
+    tr_deadline end = tr_after_ms(2 * TEST_DEADLINE_MS);
+    while (atomic_load(&far_stop_rc) == 1)
+        if (tr_now() > end)
+            fail_msg("the shutdown from an actor never finished");
+    assert_int_equal(atomic_load(&far_stop_rc), 0);
+    assert_int_equal(atomic_load(&far_send_rc), TR_ESHUTDOWN);
+    assert_true(atomic_load(&far_stop_calls) >= 2); /* the first could not finish */
+    tr_system_free(near);
+}
+
+/* ---- a worker outside an actor does not block ----------------------------- */
+
+static tr_system *dtor_sys;
+static tr_ref dtor_full;
+static atomic_int dtor_send_rc = 1, dtor_select_rc = 1, dtor_ran;
+static tr_ref dtor_self = 1;
+
+/* Run by the worker when the timer finds its target gone. */
+static void sends_from_a_destructor(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    dtor_self = tr_self();
+    tr_msg m = tr_msg_words(1, 0, 0);
+    atomic_store(&dtor_send_rc, tr_send(dtor_sys, dtor_full, &m, tr_after_ms(TEST_DEADLINE_MS)));
+    tr_select_case c = {.op = TR_SELECT_SEND, .to = dtor_full, .msg = m};
+    atomic_store(&dtor_select_rc, tr_select(dtor_sys, &c, 1, 0, tr_after_ms(TEST_DEADLINE_MS)));
+    atomic_store(&dtor_ran, 1);
+}
+
+static int stops_at_once(tr_actor *self, tr_msg *m)
+{
+    (void)self;
+    (void)m;
+    return TR_STOP;
+}
+
+static void test_a_send_on_a_worker_outside_an_actor_does_not_block(void **state)
+{
+    (void)state;
+    dtor_sys = test_system(1);
+    dtor_full = test_spawn_full_sleeper(dtor_sys);
+    tr_ref quitter;
+    assert_int_equal(tr_spawn(dtor_sys, stops_at_once, NULL, &quitter), 0);
+    tr_msg late = tr_msg_buf(1, malloc(8), 8, sends_from_a_destructor);
+    assert_int_equal(tr_send_after(dtor_sys, quitter, &late, tr_after_ms(50), NULL), 0);
+    assert_int_equal(test_send(dtor_sys, quitter, 1, 0, 0), 0);
+    tr_deadline end = tr_after_ms(2 * TEST_DEADLINE_MS);
+    while (!atomic_load(&dtor_ran))
+        if (tr_now() > end)
+            fail_msg("the destructor never ran");
+    assert_int_equal(dtor_self, TR_REF_NONE); /* it did run outside an actor */
+    assert_int_equal(atomic_load(&dtor_send_rc), TR_ECONTEXT);
+    assert_int_equal(atomic_load(&dtor_select_rc), TR_ECONTEXT);
+    tr_system_free(dtor_sys);
 }
 
 int main(void)
@@ -291,6 +416,8 @@ int main(void)
         cmocka_unit_test(test_shutdown_times_out_while_a_handler_runs),
         cmocka_unit_test(test_shutdown_wakes_threads_blocked_in_send),
         cmocka_unit_test(test_shutdown_from_own_worker_is_econtext),
+        cmocka_unit_test(test_another_systems_actor_shuts_down_without_blocking_its_worker),
+        cmocka_unit_test(test_a_send_on_a_worker_outside_an_actor_does_not_block),
     };
     return cmocka_run_group_tests_name("system", tests, NULL, NULL);
 }

@@ -664,11 +664,16 @@ static int start_spinner(tr_system *sys, void *arg, tr_ref *out)
 
 static tr_system *shut_target;
 
-/* An actor of another system that shuts `shut_target` down. */
+/* An actor of another system that shuts `shut_target` down: its calls
+ * do not wait, so it sleeps between them. */
 static int shuts_the_other_down(tr_actor *self)
 {
     (void)self;
-    return tr_system_shutdown(shut_target, TR_FOREVER);
+    int rc;
+    while ((rc = tr_system_shutdown(shut_target, TR_FOREVER)) == TR_ETIMEDOUT)
+        if (tr_sleep(tr_after_ms(1)))
+            return -1;
+    return rc;
 }
 
 /*
