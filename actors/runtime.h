@@ -43,6 +43,13 @@
 #include "timer.h"
 #include "troupe.h"
 
+/* True once `deadline` has come: TR_NOW and any past time at once,
+ * TR_FOREVER never. */
+static inline bool tr__deadline_passed(tr_deadline deadline)
+{
+    return deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline);
+}
+
 #define TR__RUNQ_SIZE 256     /* per-worker run queue (power of two) */
 #define TR__STACK_CACHE 16    /* stacks a worker keeps for itself */
 #define TR__CACHELINE 64

@@ -204,11 +204,6 @@ static void destroy_mailbox(void *obj, uint8_t kind, void *arg)
         tr__thread_mailbox_reap(obj);
 }
 
-static bool past(tr_deadline deadline)
-{
-    return deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline);
-}
-
 /*
  * Every worker has ended: destroy every actor, whatever its state.
  * TR_ETIMEDOUT if other systems' actors or threads still hold some at
@@ -227,7 +222,7 @@ static int destroy_actors(tr_system *sys, tr_deadline deadline)
     tr__slots_each(&sys->slots, close_one, NULL);
     tr__slots_each(&sys->slots, drop_far_count, NULL);
     while (atomic_load(&sys->foreign_waiters)) {
-        if (past(deadline))
+        if (tr__deadline_passed(deadline))
             return TR_ETIMEDOUT;
         sched_yield();
     }
@@ -272,7 +267,15 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
         tr__watchdog_stop(sys); /* it borrows actors: before they go */
         sys->workers_joined = true;
     }
+    /* Cleanup handlers and payload destructors run outside any actor
+     * (tr_defer), also on another system's worker: the actor that called
+     * is not theirs to receive for, yield or park. */
+    struct tr_actor *caller = self ? self->current : NULL;
+    if (self)
+        self->current = NULL;
     int rc = destroy_actors(sys, deadline);
+    if (self)
+        self->current = caller;
     sys->torn_down = rc == 0;
     return rc;
 }

@@ -12,11 +12,6 @@
  */
 #include "../actors/runtime.h"
 
-static bool deadline_passed(tr_deadline deadline)
-{
-    return deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline);
-}
-
 static int actor_wait(struct tr_actor *a, bool (*ready)(void *), void *arg,
                       tr_deadline deadline)
 {
@@ -37,7 +32,7 @@ static int actor_wait(struct tr_actor *a, bool (*ready)(void *), void *arg,
 int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
                    tr_deadline deadline)
 {
-    if (deadline_passed(deadline))
+    if (tr__deadline_passed(deadline))
         return TR_ETIMEDOUT;
     if (mb->owner) {
         if (tr__actor_cancelled(mb->owner))

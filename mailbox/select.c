@@ -182,6 +182,16 @@ static int join_send_waits(selection *s, send_wait *sw, _Atomic uint32_t *flag,
     return 0;
 }
 
+/* Every case is a send into a mailbox that the caller owns, all full:
+ * only the caller could make room, and it would be waiting. */
+static bool waits_only_on_itself(selection *s, send_wait *sw, struct tr_actor *self)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!sw[i].mb || !tr__mailbox_owned_by(sw[i].mb, self))
+            return false;
+    return true;
+}
+
 /*
  * Leave every wait list and let the targets go.  If any hold was counted
  * for shutdown, the caller stays counted (true: it must uncount): it goes
@@ -280,6 +290,8 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
             break;
         }
         rc = join_send_waits(s, sw, flag, self);
+        if (rc == 0 && !tr__deadline_passed(deadline) && waits_only_on_itself(s, sw, self))
+            rc = TR_EDEADLK;
         uncount(s, &counted); /* the new holds count now, where they must */
         if (rc) {
             counted = leave_send_waits(s, sw);
@@ -293,7 +305,7 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
         }
         if (owner_mb)
             rc = tr__owner_wait(owner_mb, any_ready, s, deadline);
-        else if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
+        else if (tr__deadline_passed(deadline))
             rc = TR_ETIMEDOUT;
         else if (tr__worker_now())
             rc = TR_ECONTEXT; /* a worker outside an actor must not block */

@@ -167,7 +167,7 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
 {
     int rc;
     for (;;) {
-        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline)) {
+        if (tr__deadline_passed(deadline)) {
             rc = TR_ETIMEDOUT;
             break;
         }
@@ -178,6 +178,10 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
         }
         if (!self && tr__worker_now()) {
             rc = TR_ECONTEXT; /* a worker outside an actor must not block */
+            break;
+        }
+        if (!self && tr__mailbox_owned_by(mb, NULL)) {
+            rc = TR_EDEADLK; /* only this thread could make room */
             break;
         }
         if (self && tr_actor_system(self) != sys)

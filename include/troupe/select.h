@@ -70,9 +70,11 @@ typedef struct tr_select_case {
  * An actor selects in its own system only: a wait for room in another
  * system's mailbox is a retry loop (tr_send), not a place on its list.
  * Returns the index of the case that fired, TR_ETIMEDOUT, TR_ECANCELED
- * (the calling actor was cancelled), TR_EINVAL (NULL or too many cases,
- * an unknown op, a NULL mailbox outside an actor, a mailbox of another
- * system), TR_ECONTEXT (a mailbox the caller does not own, an actor of
+ * (the calling actor was cancelled), TR_EDEADLK (it would wait, and every
+ * case is a send into a full mailbox the caller owns: no one else could
+ * make room; cycles through others are not looked for, as tr_send does),
+ * TR_EINVAL (NULL or too many cases, unknown flags, an unknown op, a NULL
+ * mailbox outside an actor, a mailbox of another system), TR_ECONTEXT (a mailbox the caller does not own, an actor of
  * another system, or a worker's thread outside an actor that would have
  * to wait), TR_ESHUTDOWN (a thread's select with send cases,
  * in a system that is stopping), or TR_ENOMEM (a send case's first

@@ -334,6 +334,29 @@ static int stops_far_sys(tr_actor *self)
     return 0;
 }
 
+/* A parked actor of far_sys: its cleanup runs at the shutdown, on the
+ * other system's worker, and must see no actor of its own there. */
+static atomic_int far_cleanup_ran;
+static tr_ref far_cleanup_self = 1;
+static int far_cleanup_recv_rc = 1;
+
+static void far_cleanup(void *arg)
+{
+    (void)arg;
+    far_cleanup_self = tr_self();
+    tr_msg m;
+    far_cleanup_recv_rc = tr_recv(&m, TR_NOW);
+    atomic_store(&far_cleanup_ran, 1);
+}
+
+static int parks_with_a_cleanup(tr_actor *self)
+{
+    (void)self;
+    if (tr_defer(far_cleanup, NULL))
+        return -1;
+    return tr_sleep(TR_FOREVER);
+}
+
 /*
  * Both actors share the one worker of their system.  The shutdown used to
  * wait there, for ever, for the sender to let go of far_sys, and the
@@ -345,6 +368,8 @@ static void test_another_systems_actor_shuts_down_without_blocking_its_worker(vo
     tr_system *near = test_system(1);
     far_sys = test_system(1);
     tr_ref full = test_spawn_full_sleeper(far_sys);
+    atomic_store(&far_cleanup_ran, 0);
+    assert_int_equal(tr_spawn_loop(far_sys, parks_with_a_cleanup, NULL, NULL), 0);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = (void *)(uintptr_t)full;
     assert_int_equal(tr_spawn_loop(near, sends_into_far_full, &o, NULL), 0);
@@ -356,6 +381,10 @@ static void test_another_systems_actor_shuts_down_without_blocking_its_worker(vo
     assert_int_equal(atomic_load(&far_stop_rc), 0);
     assert_int_equal(atomic_load(&far_send_rc), TR_ESHUTDOWN);
     assert_true(atomic_load(&far_stop_calls) >= 2); /* the first could not finish */
+    /* Its cleanup ran outside any actor, not as the one that stopped it. */
+    assert_int_equal(atomic_load(&far_cleanup_ran), 1);
+    assert_int_equal(far_cleanup_self, TR_REF_NONE);
+    assert_int_equal(far_cleanup_recv_rc, TR_ECONTEXT);
     tr_system_free(near);
 }
 

@@ -144,10 +144,15 @@ static void test_full_mailbox_try_send_efull_and_deadline_etimedout(void **state
         assert_int_equal(tr_try_send(sys, tr_mailbox_ref(mb), &m), 0);
     assert_int_equal(tr_try_send(sys, tr_mailbox_ref(mb), &m), TR_EFULL);
     assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_NOW), TR_ETIMEDOUT);
+    /* A wait for room that no one makes, in an actor's mailbox (in our
+     * own it would be TR_EDEADLK). */
+    tr_ref full = test_spawn_full_sleeper(sys);
     int64_t t0 = tr_now();
-    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, tr_after_ms(30)), TR_ETIMEDOUT);
+    assert_int_equal(tr_send(sys, full, &m, tr_after_ms(30)), TR_ETIMEDOUT);
     assert_true(tr_now() - t0 >= 30 * 1000000LL);
     uint32_t depth;
+    assert_int_equal(tr_mailbox_depth(sys, full, &depth, NULL), 0);
+    assert_int_equal(depth, 1);
     assert_int_equal(tr_mailbox_depth(sys, tr_mailbox_ref(mb), &depth, NULL), 0);
     assert_int_equal(depth, 3); /* the timed-out send left nothing behind */
     tr_msg out;
@@ -311,6 +316,26 @@ static void test_a_threads_sends_carry_its_oldest_mailbox_there(void **state)
     tr_mailbox_free(b1);
     tr_system_free(b);
     tr_system_free(a);
+}
+
+/* ---- a thread sending into its own full mailbox ------------------------- */
+
+/* No one else can make room: TR_EDEADLK at once, where it waited for
+ * ever; a send that would not wait still times out. */
+static void test_a_thread_sending_into_its_own_full_mailbox_is_edeadlk(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, 1, &mb), 0);
+    tr_msg m = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_FOREVER), 0);
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_FOREVER), TR_EDEADLK);
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_NOW), TR_ETIMEDOUT);
+    assert_int_equal(test_recv(mb).tag, 1);
+    assert_int_equal(tr_send(sys, tr_mailbox_ref(mb), &m, TR_FOREVER), 0);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
 }
 
 /* ---- a thread mailbox left alive goes with its system ------------------- */
@@ -791,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_foreign_thread_send_blocks_until_room),
         cmocka_unit_test(test_thread_mailbox_is_owned_and_receives_replies),
         cmocka_unit_test(test_a_threads_sends_carry_its_oldest_mailbox_there),
+        cmocka_unit_test(test_a_thread_sending_into_its_own_full_mailbox_is_edeadlk),
         cmocka_unit_test(test_a_thread_mailbox_left_alive_goes_with_its_system),
         cmocka_unit_test(test_a_thread_mailbox_goes_while_its_owner_sends_elsewhere),
         cmocka_unit_test(test_a_thread_that_ends_owning_a_mailbox_leaks_nothing),

@@ -350,6 +350,55 @@ static void test_select_rejects_bad_cases(void **state)
     tr_system_free(sys);
 }
 
+/* ---- a select that only the caller could unblock ------------------------ */
+
+static atomic_int own_full_rc[3];
+
+/* Its extra mailbox is full; only it takes from it. */
+static int selects_into_its_own_full_mailbox(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_mailbox *mine;
+    if (tr_mailbox_new(sys, 1, &mine))
+        return -1;
+    tr_msg m = tr_msg_words(1, 0, 0);
+    if (tr_try_send(sys, tr_mailbox_ref(mine), &m))
+        return -1;
+    tr_select_case send_only = {.op = TR_SELECT_SEND, .to = tr_mailbox_ref(mine), .msg = m};
+    atomic_store(&own_full_rc[0], tr_select(sys, &send_only, 1, 0, TR_FOREVER));
+    /* With a receive among the cases, that one is ready. */
+    tr_select_case both[2] = {send_only, {.op = TR_SELECT_RECV, .mailbox = mine}};
+    atomic_store(&own_full_rc[1], tr_select(sys, both, 2, TR_SELECT_BIASED, TR_FOREVER));
+    atomic_store(&own_full_rc[2], 1);
+    tr_mailbox_free(mine);
+    return 0;
+}
+
+static void test_a_select_only_the_caller_could_unblock_is_edeadlk(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    atomic_store(&own_full_rc[2], 0);
+    assert_int_equal(tr_spawn_loop(sys, selects_into_its_own_full_mailbox, NULL, NULL), 0);
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&own_full_rc[2]))
+        if (tr_now() > end)
+            fail_msg("the actor's select waited for itself");
+    assert_int_equal(atomic_load(&own_full_rc[0]), TR_EDEADLK);
+    assert_int_equal(atomic_load(&own_full_rc[1]), 1);
+
+    /* A thread, the same; by TR_NOW it is a plain timeout. */
+    tr_mailbox *mine;
+    assert_int_equal(tr_mailbox_new(sys, 1, &mine), 0);
+    tr_msg m = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(sys, tr_mailbox_ref(mine), &m), 0);
+    tr_select_case c = {.op = TR_SELECT_SEND, .to = tr_mailbox_ref(mine), .msg = m};
+    assert_int_equal(tr_select(sys, &c, 1, 0, TR_FOREVER), TR_EDEADLK);
+    assert_int_equal(tr_select(sys, &c, 1, 0, TR_NOW), TR_ETIMEDOUT);
+    tr_mailbox_free(mine);
+    tr_system_free(sys);
+}
+
 /* ---- a send case that finds no memory fires nothing ---------------------- */
 
 static atomic_int payloads_freed;
@@ -858,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_select_send_case_fires_when_room_appears_and_unpicked_sends_nothing),
         cmocka_unit_test(test_select_rejects_bad_cases),
         cmocka_unit_test(test_select_send_case_without_memory_is_enomem_and_sends_nothing),
+        cmocka_unit_test(test_a_select_only_the_caller_could_unblock_is_edeadlk),
         cmocka_unit_test(test_actor_select_waits_for_either_mailbox_and_ends_on_cancel),
         cmocka_unit_test(test_select_does_not_fire_on_an_exit_notice_it_drops),
         cmocka_unit_test(test_select_into_its_own_full_mailbox_sleeps_until_the_deadline),
