@@ -73,8 +73,9 @@ TR_API int tr_mailbox_close(tr_mailbox *mb);
  * snapshot: senders and the receiver keep moving.  It is the count at one
  * instant, never more than the capacity; only a caller that keeps losing
  * the race with a receiver taking very fast gets a count that may be
- * higher than any one instant's.  Any thread may call it.
- * Returns 0, TR_EINVAL or TR_ENOACTOR.
+ * higher than any one instant's.  Any thread may call it.  `capacity` may
+ * be NULL; `depth` may not.
+ * Returns 0, TR_EINVAL (NULL sys or depth) or TR_ENOACTOR.
  */
 TR_API int tr_mailbox_depth(tr_system *sys, tr_ref ref, uint32_t *depth,
                             uint32_t *capacity);

@@ -75,8 +75,8 @@ typedef struct tr_config {
 /*
  * tr_system_new - create a system and start its workers.
  * `config` may be NULL for TR_CONFIG_INIT.  On success *out owns the
- * system (free it with tr_system_free).  Call from any thread that is not
- * a troupe worker.
+ * system (free it with tr_system_free).  Any thread may call it, an actor
+ * too (nothing in it waits).
  * Returns 0, TR_EINVAL (a zero capacity or batch, a stack under 64 KiB,
  * max_actors beyond 2^31, a negative watchdog_ns, a coalesce_ns
  * outside 0..10 ms, or a spawn_backlog over 2^30), TR_ENOMEM, or
