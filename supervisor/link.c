@@ -38,13 +38,12 @@ static int add_link(struct tr_actor *a, tr_ref ref, uint32_t tag)
     return rc;
 }
 
-uint32_t tr__link_drop(struct tr_actor *a, tr_ref ref)
+bool tr__link_drop(struct tr_actor *a, tr_ref ref, uint32_t *tag)
 {
-    uint32_t tag = 0;
     tr__spin_lock(&a->sig_lock);
-    tr__refmap_del(&a->sig.links, ref, &tag);
+    bool linked = tr__refmap_del(&a->sig.links, ref, tag);
     tr__spin_unlock(&a->sig_lock);
-    return tag;
+    return linked;
 }
 
 /* Borrow the actor behind `ref`; NULL if it is not a live actor. */
@@ -63,7 +62,7 @@ void tr__link_forget(tr_system *sys, tr_ref ref, tr_ref gone)
 {
     struct tr_actor *a = borrow_actor(sys, ref);
     if (a) {
-        tr__link_drop(a, gone);
+        tr__link_drop(a, gone, NULL);
         tr__ref_put(sys, ref, a, TR__SLOT_ACTOR);
     }
 }
@@ -93,7 +92,7 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
         if (rc == TR_ENOACTOR && atomic_load(&self->trap_exits))
             rc = tr__signal_exit_now(sys, self->mbox.ref, other) ? 0 : TR_ENOMEM;
         if (rc)
-            tr__link_drop(self, other);
+            tr__link_drop(self, other, NULL);
     }
     if (o)
         tr__ref_put(sys, other, o, TR__SLOT_ACTOR);
@@ -134,7 +133,7 @@ int tr_unlink(tr_ref other)
     tr_actor *self = tr_current();
     if (!self)
         return TR_ECONTEXT;
-    tr__link_drop(self, other);
+    tr__link_drop(self, other, NULL);
     tr__link_forget(self->mbox.sys, other, self->mbox.ref);
     return 0;
 }

@@ -144,6 +144,24 @@ drop:
     return done;
 }
 
+/*
+ * Trapped exit notice `m` is taken: the receiver's half of the link ends,
+ * and the notice, with that half's tag, is delivered only if the half was
+ * still there.  As for obey_exit, the ender may have taken its link set
+ * just before a tr_unlink, so only this half tells whether the link still
+ * holds: once tr_unlink has returned, no exit of that link arrives, not
+ * even one queued before.  (Linking an ended actor keeps our half for the
+ * TR_ENOACTOR notice it queues.)
+ */
+static bool end_link(struct tr_actor *a, tr_msg *m)
+{
+    uint32_t tag;
+    if (!tr__link_drop(a, m->from, &tag))
+        return false;
+    tr__notice_set_tag(m, tag);
+    return true;
+}
+
 bool tr__signal_take(struct tr_actor *a, tr_msg *out)
 {
     for (;;) {
@@ -158,13 +176,12 @@ bool tr__signal_take(struct tr_actor *a, tr_msg *out)
         tr_msg m = s->msg;
         tr__free(a->mbox.sys, TR__POOL_NODE, s);
         /* Trapping may have been turned off since it was queued. */
-        if (delivered_as_message(a, &m)) {
-            if (m.tag == TR_TAG_EXIT) /* the link ends with the notice */
-                tr__notice_set_tag(&m, tr__link_drop(a, m.from));
+        if (!delivered_as_message(a, &m)) {
+            obey_exit(a, &m);
+        } else if (m.tag != TR_TAG_EXIT || end_link(a, &m)) {
             *out = m;
             return true;
         }
-        obey_exit(a, &m);
         tr_msg_release(&m);
     }
 }

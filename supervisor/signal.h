@@ -100,8 +100,9 @@ int tr__link_tagged(tr_ref other, uint32_t tag);
 bool tr__link_tag(tr_ref other, uint32_t *tag);
 bool tr__link_retag(tr_ref other, uint32_t tag);
 
-/* Take `ref` off a's links (under a's lock); the tag it had, 0 if none. */
-uint32_t tr__link_drop(struct tr_actor *a, tr_ref ref);
+/* Take `ref` off a's links (under a's lock), its tag into *tag unless
+ * tag is NULL; false if it was not linked. */
+bool tr__link_drop(struct tr_actor *a, tr_ref ref, uint32_t *tag);
 
 /* Take `gone` off the links of the actor behind `ref` (it ended). */
 void tr__link_forget(struct tr_system *sys, tr_ref ref, tr_ref gone);

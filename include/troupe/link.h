@@ -87,7 +87,12 @@ TR_API int tr_exit_detail(const void *data, size_t len);
  */
 TR_API int tr_link(tr_ref other);
 
-/* tr_unlink - undo tr_link; no notice is sent.  0, TR_ECONTEXT. */
+/*
+ * tr_unlink - undo tr_link; no notice is sent.  Once it returns, the link
+ * has no effect on the caller, even if `other` is ending meanwhile: no
+ * exit of it ends the caller, and a caller that traps exits receives no
+ * TR_TAG_EXIT of it, not even one already queued.  0, TR_ECONTEXT.
+ */
 TR_API int tr_unlink(tr_ref other);
 
 /*

@@ -651,7 +651,7 @@ static void test_linking_or_monitoring_no_actor_is_refused(void **state)
 
 #define MANY_LINKS (20000 / TEST_SCALE)
 #define UNLINK_ROUNDS 20
-static atomic_bool other_ending;
+static atomic_bool other_ending, unlinker_traps;
 static _Atomic tr_ref unlinker_ref;
 
 static int idle_helper(tr_actor *self, tr_msg *m)
@@ -691,13 +691,15 @@ static int many_links(tr_actor *self)
 /*
  * Told the other side's ref and how long to wait, watches it, then keeps
  * its worker until the other side is ending, waits that long, unlinks,
- * and waits for its DOWN, which comes after all its EXITs.  Reports the
- * unlink's result and whether it was cancelled right after it (bit 0)
- * and at the DOWN (bit 1).
+ * and waits for its DOWN, which comes after all its EXITs; it traps
+ * exits if unlinker_traps says so.  Reports how many of those EXITs it
+ * received after the unlink, and whether it was cancelled right after it
+ * (bit 0) and at the DOWN (bit 1), and whether the unlink failed (bit 2).
  */
 static int unlinker(tr_actor *self)
 {
     (void)self;
+    tr_trap_exits(atomic_load(&unlinker_traps));
     tr_msg m;
     tr_ref mon;
     if (tr_recv(&m, TR_FOREVER) || tr_monitor(m.a, &mon))
@@ -709,22 +711,26 @@ static int unlinker(tr_actor *self)
         ;
     for (int64_t until = tr_now() + delay; tr_now() < until;)
         ;
-    int rc = tr_unlink(other);
+    bool failed = tr_unlink(other) != 0;
     bool before = tr_cancelled();
-    while (tr_recv(&m, TR_FOREVER) == 0 && !(m.tag == TR_TAG_DOWN && m.from == other))
+    uint64_t exits = 0;
+    while (tr_recv(&m, TR_FOREVER) == 0 && !(m.tag == TR_TAG_DOWN && m.from == other)) {
+        exits += m.tag == TR_TAG_EXIT && m.from == other;
         tr_msg_release(&m);
+    }
     tr_msg_release(&m);
-    report(22, (uint64_t)(int64_t)rc, (uint64_t)before | (uint64_t)tr_cancelled() << 1);
+    report(22, exits, (uint64_t)before | (uint64_t)tr_cancelled() << 1 | (uint64_t)failed << 2);
     return 0;
 }
 
-static void test_an_unlink_that_returned_is_not_undone_by_a_late_exit(void **state)
+/* UNLINK_ROUNDS of an unlink at a random moment of the other side's exit;
+ * each round's flags (see unlinker) into flags[], and no EXIT came. */
+static void race_unlinks(bool trap, uint64_t *flags)
 {
-    (void)state;
     test_rng rng = {test_seed()};
     tr_system *sys = test_system(2);
     assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
-    int killed_before = 0, spared = 0;
+    atomic_store(&unlinker_traps, trap);
     for (int round = 0; round < UNLINK_ROUNDS; round++) {
         atomic_store(&other_ending, false);
         tr_ref a, b;
@@ -738,16 +744,39 @@ static void test_an_unlink_that_returned_is_not_undone_by_a_late_exit(void **sta
         assert_int_equal(test_send(sys, b, 1, 0, 0), 0);
         tr_msg r = test_recv(done_mb);
         assert_int_equal(r.tag, 22);
-        assert_int_equal((int64_t)r.a, 0);
-        bool before = r.b & 1, at_down = r.b & 2;
+        assert_int_equal(r.a, 0); /* not even one queued before the unlink */
+        flags[round] = r.b;
+    }
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+static void test_an_unlink_that_returned_is_not_undone_by_a_late_exit(void **state)
+{
+    (void)state;
+    uint64_t flags[UNLINK_ROUNDS];
+    race_unlinks(false, flags);
+    int killed_before = 0, spared = 0;
+    for (int round = 0; round < UNLINK_ROUNDS; round++) {
+        bool before = flags[round] & 1, at_down = flags[round] & 2;
+        assert_false(flags[round] & 4);
         assert_true(before || !at_down); /* never killed after the unlink returned */
         killed_before += before;
         spared += !at_down;
     }
     printf("   %d rounds: killed before the unlink returned %d, spared %d\n", UNLINK_ROUNDS,
            killed_before, spared);
-    tr_mailbox_free(done_mb);
-    tr_system_free(sys);
+}
+
+/* Trapping, the unlinker is never killed, and race_unlinks checks that no
+ * EXIT reaches it once the unlink has returned. */
+static void test_a_trapping_actor_gets_no_exit_once_unlink_returns(void **state)
+{
+    (void)state;
+    uint64_t flags[UNLINK_ROUNDS];
+    race_unlinks(true, flags);
+    for (int round = 0; round < UNLINK_ROUNDS; round++)
+        assert_int_equal(flags[round], 0);
 }
 
 /* ---- a demonitor that races the target's exit ------------------------------ */
@@ -848,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
         cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
+        cmocka_unit_test(test_a_trapping_actor_gets_no_exit_once_unlink_returns),
         cmocka_unit_test(test_no_down_arrives_after_tr_demonitor_returns),
         cmocka_unit_test(test_linking_an_ended_actor_tells_at_once),
         cmocka_unit_test(test_exit_detail_reaches_links_monitors_and_those_a_link_ends),
