@@ -18,7 +18,6 @@
 #include <sys/types.h>
 
 #include "../actors/runtime.h"
-#include "refmap.h"
 
 /*
  * Requests from tr_supervisor_children, _start_child and _terminate_child:
@@ -63,7 +62,6 @@ typedef struct sup {
     child *kids;
     int64_t *history;        /* times of recent restarts, a ring */
     int *reasons;            /* per child, while others are being stopped */
-    tr__refmap left_behind;  /* children that outlived their shutdown time */
     size_t cap;              /* kids allocated */
     request *deferred, **deferred_tail;
     tr_msg *in_flight;       /* the request being handled, if one is */
@@ -110,7 +108,6 @@ static void free_sup(void *arg)
     free(s->kids);
     free(s->history);
     free(s->reasons);
-    tr__refmap_free(&s->left_behind);
     for (request *r = s->deferred, *next; r; r = next) {
         next = r->next;
         free_request(r, sizeof *r);
@@ -220,15 +217,14 @@ static void hold_request(sup *s, tr_msg *m)
 
 /*
  * Any message other than a request or a running child's exit, wherever it
- * is received: an exit of a child left behind earlier, which has ended
- * after all, is forgotten; that of our own supervisor (the only other
- * actor linked to us) makes us an orphan, to end once the main loop
- * sees it (a stop in progress still finishes).  Others are not ours.
+ * is received: the exit of our own supervisor (the only other actor
+ * linked to us: a child left behind was unlinked, so no exit of it comes)
+ * makes us an orphan, to end once the main loop sees it (a stop in
+ * progress still finishes).  Others are not ours.
  */
 static void other_exit(sup *s, const tr_msg *m)
 {
-    if (m->tag != TR_TAG_EXIT || tr__refmap_del(&s->left_behind, m->from, NULL) ||
-        s->orphaned)
+    if (m->tag != TR_TAG_EXIT || s->orphaned)
         return;
     int reason = tr__notice_reason(m);
     s->orphaned = reason ? reason : TR_ESHUTDOWN;
@@ -242,16 +238,16 @@ static tr_deadline stop_deadline(const child *c)
     return tr_after_ns(c->spec.shutdown_ns);
 }
 
-/* Child i did not end in time: abandoned (it ends at its next blocking
- * call, or now if it is parked in one), reported, unlinked, and an exit
- * of it that was already on its way is recognised and ignored. */
+/* Child i did not end in time: unlinked, so that no exit of it reaches
+ * us from now on, not even one already on its way (see tr_unlink);
+ * abandoned (it ends at its next blocking call, or now if it is parked
+ * in one), and reported. */
 static void leave_behind(sup *s, size_t i)
 {
     child *c = &s->kids[i];
     tr_ref ref = c->ref;
     tr_system *sys = sys_of();
     tr_unlink(ref);
-    tr__refmap_put(&s->left_behind, ref, 0); /* out of memory: see the loop */
     tr__abandon(sys, ref);
     tr__log(sys,
             "troupe supervisor %#llx: child '%s' (ref %#llx) did not stop within %.1f ms; "

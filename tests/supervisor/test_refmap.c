@@ -1,4 +1,4 @@
-/* test_refmap.c - the ref map of links and left-behind children. */
+/* test_refmap.c - the ref map of links. */
 #include "support.h"
 #include "../../supervisor/refmap.h"
 
