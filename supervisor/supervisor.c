@@ -12,7 +12,6 @@
  * Introspection is a request message answered with a snapshot: the state
  * stays the supervisor's own and needs no lock.
  */
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
@@ -40,10 +39,9 @@ typedef struct request {
     struct request *next;
 } request;
 
-/* In reasons[]: no exit of this child waits to be handled.  (Not a
- * reason any actor can end with: tr_exit and returns give ints, but the
- * runtime's reasons are small negatives and applications' small ints.) */
-#define NO_EXIT INT_MIN
+/* In reasons[]: no exit of this child waits to be handled.  Out of int's
+ * range, since an exit reason may be any int (INT_MIN included). */
+#define NO_EXIT INT64_MIN
 
 typedef struct child {
     tr_child_spec spec;
@@ -61,7 +59,7 @@ typedef struct sup {
     size_t n;
     child *kids;
     int64_t *history;        /* times of recent restarts, a ring */
-    int *reasons;            /* per child, while others are being stopped */
+    int64_t *reasons;        /* per child, while others are being stopped */
     size_t cap;              /* kids allocated */
     request *deferred, **deferred_tail;
     tr_msg *in_flight;       /* the request being handled, if one is */
@@ -289,7 +287,7 @@ static ssize_t next_child_exit(sup *s, tr_deadline until, int *reason)
  * Stop child i: cancel it and wait up to its shutdown time for its exit.
  * Exits of other children that arrive meanwhile are noted in reasons[].
  */
-static void stop_child(sup *s, size_t i, int *reasons)
+static void stop_child(sup *s, size_t i, int64_t *reasons)
 {
     child *c = &s->kids[i];
     if (!c->ref)
@@ -318,7 +316,7 @@ static void stop_child(sup *s, size_t i, int *reasons)
  * Cancel children hi, ..., lo, then wait for all their exits, until the
  * longest of their shutdown times; those left then are abandoned.
  */
-static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
+static void stop_range_at_once(sup *s, size_t lo, size_t hi, int64_t *reasons)
 {
     bool shielded = tr__actor_shield(tr_current(), true); /* see stop_child */
     size_t left = 0;
@@ -353,7 +351,7 @@ static void stop_range_at_once(sup *s, size_t lo, size_t hi, int *reasons)
 }
 
 /* Stop children hi, hi-1, ..., lo (reverse start order). */
-static void stop_range(sup *s, size_t lo, size_t hi, int *reasons)
+static void stop_range(sup *s, size_t lo, size_t hi, int64_t *reasons)
 {
     if (s->o.stop_at_once) {
         stop_range_at_once(s, lo, hi, reasons);
@@ -445,7 +443,7 @@ static bool wants_restart(const child *c, int reason)
 }
 
 /* Child i ended with `reason`: 0, or the reason for the supervisor to end. */
-static int on_child_exit(sup *s, size_t i, int reason, int *reasons)
+static int on_child_exit(sup *s, size_t i, int reason, int64_t *reasons)
 {
     child *c = &s->kids[i];
     c->ref = TR_REF_NONE;
@@ -502,14 +500,14 @@ static int run_due_restarts(sup *s)
 }
 
 /* Exits that arrived while other children were being stopped. */
-static int handle_deferred(sup *s, int *reasons)
+static int handle_deferred(sup *s, int64_t *reasons)
 {
     /* Handling one can stop others and note further exits, at any index:
      * start over until a pass finds none. */
     for (size_t k = 0; k < s->n; k++) {
         if (reasons[k] == NO_EXIT || s->kids[k].ref || s->kids[k].state != TR_CHILD_RUNNING)
             continue;
-        int r = reasons[k];
+        int r = (int)reasons[k];
         reasons[k] = NO_EXIT;
         int rc = on_child_exit(s, k, r, reasons);
         if (rc)
@@ -529,7 +527,7 @@ static bool reserve(sup *s)
     if (!kids)
         return false;
     s->kids = kids;
-    int *reasons = realloc(s->reasons, cap * sizeof *reasons);
+    int64_t *reasons = realloc(s->reasons, cap * sizeof *reasons);
     if (!reasons)
         return false;
     s->reasons = reasons;

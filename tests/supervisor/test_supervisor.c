@@ -1,6 +1,7 @@
 /* test_supervisor.c - restart strategies with their exact sequences,
  * restart types, intensity escalating through two levels, backoff, the
  * children snapshot, and cancelling a three-level tree. */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -46,13 +47,19 @@ static void noted_end(void *arg)
     note(-(int)(intptr_t)arg - 1);
 }
 
-/* A child: notes its start and its end; ends with the reason main sends. */
-static int worker_body(tr_actor *self)
+/* Child k's first steps: its end to be noted, its ref and start kept. */
+static void child_starts(tr_actor *self)
 {
     int k = (int)(intptr_t)tr_actor_state(self);
     tr_defer(noted_end, (void *)(intptr_t)k);
     atomic_store(&child_ref[k], tr_actor_ref(self));
     atomic_fetch_add(&starts[k], 1);
+}
+
+/* A child: notes its start and its end; ends with the reason main sends. */
+static int worker_body(tr_actor *self)
+{
+    child_starts(self);
     for (;;) {
         tr_msg m;
         int rc = tr_recv(&m, TR_FOREVER);
@@ -65,14 +72,19 @@ static int worker_body(tr_actor *self)
 
 /* Starts are noted here, in the supervisor, in the order it makes them:
  * the children themselves may first run in any order on two workers. */
-static int start_worker(tr_system *sys, void *arg, tr_ref *out)
+static int start_child_body(tr_system *sys, tr_body body, void *arg, tr_ref *out)
 {
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = arg;
-    int rc = tr_spawn_loop(sys, worker_body, &o, out);
+    int rc = tr_spawn_loop(sys, body, &o, out);
     if (rc == 0)
         note((int)(intptr_t)arg + 1);
     return rc;
+}
+
+static int start_worker(tr_system *sys, void *arg, tr_ref *out)
+{
+    return start_child_body(sys, worker_body, arg, out);
 }
 
 static tr_child_spec worker_spec(int k, tr_restart r)
@@ -82,12 +94,18 @@ static tr_child_spec worker_spec(int k, tr_restart r)
                            .shutdown_ns = 2000000000ll};
 }
 
-/* Wait until child k has started `n` times, then tell it to end. */
-static void fail_child(tr_system *sys, int k, int n, int reason)
+/* Wait until child k has started `n` times. */
+static void wait_started(int k, int n)
 {
     for (int tries = 0; atomic_load(&starts[k]) < n && tries < 20000; tries++)
         usleep(1000);
     assert_int_equal(atomic_load(&starts[k]), n);
+}
+
+/* Wait until child k has started `n` times, then tell it to end. */
+static void fail_child(tr_system *sys, int k, int n, int reason)
+{
+    wait_started(k, n);
     usleep(5000); /* past the note of its start */
     tr_msg m = tr_msg_words(1, (uint64_t)(int64_t)reason, 0);
     assert_int_equal(tr_send(sys, atomic_load(&child_ref[k]), &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
@@ -819,6 +837,78 @@ static void test_random_failures_and_cancellations_add_up(void **state)
     tr_system_free(sys);
 }
 
+/* ---- an exit that arrives while another child is being stopped ---------- */
+
+static int relay_reason; /* set before the supervisor starts */
+
+/* Whether a DOWN was queued for us (taken, then). */
+static bool took_down(void)
+{
+    tr_msg m;
+    if (tr_recv(&m, TR_NOW))
+        return false;
+    bool down = m.tag == TR_TAG_DOWN;
+    tr_msg_release(&m);
+    return down;
+}
+
+/*
+ * A child that, once cancelled, has child 1 end with relay_reason and
+ * waits for its DOWN, which child 1 sends after its EXIT: so that exit
+ * reaches the supervisor while it is still stopping this one.
+ */
+static int relay_body(tr_actor *self)
+{
+    child_starts(self);
+    tr_msg m;
+    while (tr_recv(&m, TR_FOREVER) == 0)
+        tr_msg_release(&m);
+    tr_ref victim = atomic_load(&child_ref[1]), mon;
+    tr_msg end = tr_msg_words(1, (uint64_t)(int64_t)relay_reason, 0);
+    if (tr_monitor(victim, &mon) || tr_try_send(tr_actor_system(self), victim, &end))
+        return -1;
+    while (!took_down())
+        tr_yield(); /* cancelled: it yields, then says so */
+    return 0;
+}
+
+static int start_relay(tr_system *sys, void *arg, tr_ref *out)
+{
+    return start_child_body(sys, relay_body, arg, out);
+}
+
+static tr_child_spec relay_spec(int k)
+{
+    tr_child_spec c = worker_spec(k, TR_PERMANENT);
+    c.name = "relay";
+    c.start = start_relay;
+    return c;
+}
+
+/* An exit reason may be any int: one of INT_MIN, which arrives while its
+ * supervisor stops another child, is handled like any other. */
+static void test_an_exit_with_int_min_during_a_stop_is_handled(void **state)
+{
+    (void)state;
+    reset_journal();
+    relay_reason = INT_MIN;
+    tr_system *sys = test_system(2);
+    tr_child_spec c[2] = {relay_spec(0), worker_spec(1, TR_PERMANENT)};
+    tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, c, 2);
+    wait_started(0, 1);
+    wait_started(1, 1);
+    tr_child_info info[2];
+    snapshot(sys, sup, info, 2);
+    assert_int_equal(tr_supervisor_terminate_child(sys, sup, info[0].ref,
+                                                   tr_after_ms(TEST_DEADLINE_MS)), 0);
+    /* Child 1 ends during the relay's stop, and is restarted after it. */
+    expect_journal((int[]){1, 2, -2, -1, 2}, 5);
+    snapshot(sys, sup, info, 1);
+    assert_int_equal(info[0].state, TR_CHILD_RUNNING);
+    assert_int_equal(info[0].restarts, 1);
+    tr_system_free(sys);
+}
+
 /* ---- a child that ends before its supervisor links to it ---------------- */
 
 static atomic_int early_starts;
@@ -1023,6 +1113,7 @@ int main(void)
         cmocka_unit_test(test_a_request_during_the_final_stop_is_answered_enoactor),
         cmocka_unit_test(test_a_request_left_when_another_systems_actor_shuts_down_is_answered),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
+        cmocka_unit_test(test_an_exit_with_int_min_during_a_stop_is_handled),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
         cmocka_unit_test(test_a_request_to_what_is_not_a_supervisor_is_enoactor),
