@@ -24,15 +24,17 @@ static bool grow(void **items, uint32_t *n, uint32_t *cap, size_t size)
     return true;
 }
 
-/* Add `ref` to a's links with `tag`; 0, TR_ENOACTOR (a has ended) or
- * TR_ENOMEM. */
-static int add_link(struct tr_actor *a, tr_ref ref, uint32_t tag)
+/* Add `ref` to a's links with `tag`; a link already there is retagged
+ * only if `retag`: only the caller's own half, never the other's, whose
+ * tag its owner gave it (a supervisor's child's place).  0, TR_ENOACTOR
+ * (a has ended) or TR_ENOMEM. */
+static int add_link(struct tr_actor *a, tr_ref ref, uint32_t tag, bool retag)
 {
     int rc = 0;
     tr__spin_lock(&a->sig_lock);
     if (a->sig.exited)
         rc = TR_ENOACTOR;
-    else if (!tr__refmap_put(&a->sig.links, ref, tag))
+    else if (!(retag ? tr__refmap_put : tr__refmap_add)(&a->sig.links, ref, tag))
         rc = TR_ENOMEM;
     tr__spin_unlock(&a->sig_lock);
     return rc;
@@ -83,8 +85,8 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
     }
     /* Ours first: if `other` ends in between, its exit finds our link
      * gone from its list, or reaches us through ours. */
-    int rc = add_link(self, other, tag);
-    if (rc == 0 && (rc = o ? add_link(o, self->mbox.ref, 0) : TR_ENOACTOR) != 0) {
+    int rc = add_link(self, other, tag, true);
+    if (rc == 0 && (rc = o ? add_link(o, self->mbox.ref, 0, false) : TR_ENOACTOR) != 0) {
         /* `other` has ended.  A trapping caller hears it at once, as an
          * exit with reason TR_ENOACTOR (the real one is gone), through
          * our half of the link, which that notice then ends; any other

@@ -41,13 +41,16 @@ static bool grow(tr__refmap *m)
     return true;
 }
 
-bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val)
+/* Set ref -> val, or if ref is there already replace its value only if
+ * `replace`. */
+static bool put(tr__refmap *m, tr_ref ref, uint32_t val, bool replace)
 {
     if (ref == TR_REF_NONE) /* the mark of a free slot: it cannot be stored */
         return false;
     tr__refmap_slot *at = slot_of(m, ref);
     if (at) {
-        at->val = val;
+        if (replace)
+            at->val = val;
         return true;
     }
     if ((!m->slots || 2 * (m->len + 1) > m->mask + 1) && !grow(m))
@@ -55,6 +58,16 @@ bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val)
     insert(m, ref, val);
     m->len++;
     return true;
+}
+
+bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val)
+{
+    return put(m, ref, val, true);
+}
+
+bool tr__refmap_add(tr__refmap *m, tr_ref ref, uint32_t val)
+{
+    return put(m, ref, val, false);
 }
 
 bool tr__refmap_get(const tr__refmap *m, tr_ref ref, uint32_t *val)

@@ -34,6 +34,9 @@ typedef struct tr__refmap {
  * TR_REF_NONE, which marks free slots (map unchanged either way). */
 bool tr__refmap_put(tr__refmap *m, tr_ref ref, uint32_t val);
 
+/* The same, but a ref already there keeps its value. */
+bool tr__refmap_add(tr__refmap *m, tr_ref ref, uint32_t val);
+
 /* The value of ref in *val; false if absent. */
 bool tr__refmap_get(const tr__refmap *m, tr_ref ref, uint32_t *val);
 

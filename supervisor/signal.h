@@ -93,8 +93,10 @@ bool tr__signal_unqueue_down(struct tr_actor *a, tr_ref id);
  * message, has it in msg.b (0 for tr_link's links).  A supervisor tags
  * each child's link with the child's place, so it needs no map of its
  * own from refs to children.  tr__link_tagged is tr_link with a tag (an
- * existing link is retagged); tr__link_tag reads it (false: not linked);
- * tr__link_retag changes it (false: not linked, nothing changed).
+ * existing link is retagged on our side; other's side keeps its tag, so
+ * a child that links to its supervisor stays its child); tr__link_tag
+ * reads it (false: not linked); tr__link_retag changes it (false: not
+ * linked, nothing changed).
  */
 int tr__link_tagged(tr_ref other, uint32_t tag);
 bool tr__link_tag(tr_ref other, uint32_t *tag);

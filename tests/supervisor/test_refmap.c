@@ -26,10 +26,29 @@ static void test_ref_none_is_refused_and_keys_counts_what_it_wrote(void **state)
     tr__refmap_free(&m);
 }
 
+/* A link's other half is added, never retagged (tr__link_tagged). */
+static void test_add_keeps_the_value_put_replaces_it(void **state)
+{
+    (void)state;
+    tr__refmap m = {0};
+    uint32_t val = 0;
+    assert_true(tr__refmap_add(&m, 7, 1));
+    assert_true(tr__refmap_add(&m, 7, 2));
+    assert_true(tr__refmap_get(&m, 7, &val));
+    assert_int_equal(val, 1);
+    assert_true(tr__refmap_put(&m, 7, 3));
+    assert_true(tr__refmap_get(&m, 7, &val));
+    assert_int_equal(val, 3);
+    assert_int_equal(m.len, 1);
+    assert_false(tr__refmap_add(&m, TR_REF_NONE, 1));
+    tr__refmap_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_none_is_refused_and_keys_counts_what_it_wrote),
+        cmocka_unit_test(test_add_keeps_the_value_put_replaces_it),
     };
     return cmocka_run_group_tests_name("refmap", tests, NULL, NULL);
 }

@@ -56,10 +56,9 @@ static void child_starts(tr_actor *self)
     atomic_fetch_add(&starts[k], 1);
 }
 
-/* A child: notes its start and its end; ends with the reason main sends. */
-static int worker_body(tr_actor *self)
+/* A child's life once started: it ends with the reason main sends. */
+static int work(void)
 {
-    child_starts(self);
     for (;;) {
         tr_msg m;
         int rc = tr_recv(&m, TR_FOREVER);
@@ -68,6 +67,13 @@ static int worker_body(tr_actor *self)
         if (m.tag == 1)
             return m.a ? (int)(int64_t)m.a : 0;
     }
+}
+
+/* A child: notes its start and its end; ends with the reason main sends. */
+static int worker_body(tr_actor *self)
+{
+    child_starts(self);
+    return work();
 }
 
 /* Starts are noted here, in the supervisor, in the order it makes them:
@@ -909,6 +915,45 @@ static void test_an_exit_with_int_min_during_a_stop_is_handled(void **state)
     tr_system_free(sys);
 }
 
+/* ---- a child that links to its supervisor itself ------------------------- */
+
+static _Atomic tr_ref linked_sup;
+
+/* A worker that also links to its supervisor: the same link again. */
+static int links_its_supervisor(tr_actor *self)
+{
+    child_starts(self);
+    return tr_link(atomic_load(&linked_sup)) ? -1 : work();
+}
+
+/* This runs in the supervisor. */
+static int start_sup_linker(tr_system *sys, void *arg, tr_ref *out)
+{
+    atomic_store(&linked_sup, tr_self());
+    return start_child_body(sys, links_its_supervisor, arg, out);
+}
+
+/* The supervisor's half of the link keeps its tag: the child's exit is
+ * a child's, restarted alone, not taken for the end of the supervisor's
+ * parent (the whole tree stopped). */
+static void test_a_child_that_links_to_its_supervisor_is_still_its_child(void **state)
+{
+    (void)state;
+    reset_journal();
+    tr_system *sys = test_system(2);
+    tr_child_spec c[2] = {worker_spec(0, TR_PERMANENT), worker_spec(1, TR_PERMANENT)};
+    c[1].start = start_sup_linker;
+    tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, c, 2);
+    fail_child(sys, 1, 1, -42);
+    expect_journal((int[]){1, 2, -2, 2}, 4);
+    tr_child_info info[2];
+    snapshot(sys, sup, info, 2);
+    assert_int_equal(info[0].restarts, 0);
+    assert_int_equal(info[1].state, TR_CHILD_RUNNING);
+    assert_int_equal(info[1].restarts, 1);
+    tr_system_free(sys);
+}
+
 /* ---- a child that ends before its supervisor links to it ---------------- */
 
 static atomic_int early_starts;
@@ -1114,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_a_request_left_when_another_systems_actor_shuts_down_is_answered),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_an_exit_with_int_min_during_a_stop_is_handled),
+        cmocka_unit_test(test_a_child_that_links_to_its_supervisor_is_still_its_child),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
         cmocka_unit_test(test_a_request_to_what_is_not_a_supervisor_is_enoactor),
