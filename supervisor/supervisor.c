@@ -451,6 +451,11 @@ static int on_child_exit(sup *s, size_t i, int reason, int64_t *reasons)
         c->state = TR_CHILD_STOPPED;
         return 0;
     }
+    /* Being stopped, we restart nothing, so count nothing against the
+     * intensity: an exit that came during a group restart we were
+     * cancelled in is no failure past it (the main loop ends us). */
+    if (tr_cancelled())
+        return 0;
     int64_t now = tr_now();
     if (!within_intensity(s, now))
         return TR_ELIMIT;

@@ -76,10 +76,14 @@ static int worker_body(tr_actor *self)
     return work();
 }
 
+/* The supervisor that started a child last (start functions run in it). */
+static _Atomic tr_ref starting_sup;
+
 /* Starts are noted here, in the supervisor, in the order it makes them:
  * the children themselves may first run in any order on two workers. */
 static int start_child_body(tr_system *sys, tr_body body, void *arg, tr_ref *out)
 {
+    atomic_store(&starting_sup, tr_self());
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = arg;
     int rc = tr_spawn_loop(sys, body, &o, out);
@@ -845,7 +849,11 @@ static void test_random_failures_and_cancellations_add_up(void **state)
 
 /* ---- an exit that arrives while another child is being stopped ---------- */
 
-static int relay_reason; /* set before the supervisor starts */
+/* What the relay does once cancelled; set before the supervisor starts. */
+static struct relay_plan {
+    int reason;              /* child 1 ends with it */
+    bool cancels_sup;        /* and first the supervisor is cancelled */
+} relay;
 
 /* Whether a DOWN was queued for us (taken, then). */
 static bool took_down(void)
@@ -859,19 +867,24 @@ static bool took_down(void)
 }
 
 /*
- * A child that, once cancelled, has child 1 end with relay_reason and
- * waits for its DOWN, which child 1 sends after its EXIT: so that exit
- * reaches the supervisor while it is still stopping this one.
+ * A child that, once cancelled, does what `relay` says: has child 1 end
+ * with its reason, and waits for its DOWN, which child 1 sends after its
+ * EXIT: so that exit reaches the supervisor while it is still stopping
+ * this one.
  */
 static int relay_body(tr_actor *self)
 {
     child_starts(self);
+    tr_ref sup = atomic_load(&starting_sup);
     tr_msg m;
     while (tr_recv(&m, TR_FOREVER) == 0)
         tr_msg_release(&m);
+    tr_system *sys = tr_actor_system(self);
+    if (relay.cancels_sup && tr_cancel(sys, sup))
+        return -1;
     tr_ref victim = atomic_load(&child_ref[1]), mon;
-    tr_msg end = tr_msg_words(1, (uint64_t)(int64_t)relay_reason, 0);
-    if (tr_monitor(victim, &mon) || tr_try_send(tr_actor_system(self), victim, &end))
+    tr_msg end = tr_msg_words(1, (uint64_t)(int64_t)relay.reason, 0);
+    if (tr_monitor(victim, &mon) || tr_try_send(sys, victim, &end))
         return -1;
     while (!took_down())
         tr_yield(); /* cancelled: it yields, then says so */
@@ -897,7 +910,7 @@ static void test_an_exit_with_int_min_during_a_stop_is_handled(void **state)
 {
     (void)state;
     reset_journal();
-    relay_reason = INT_MIN;
+    relay = (struct relay_plan){.reason = INT_MIN};
     tr_system *sys = test_system(2);
     tr_child_spec c[2] = {relay_spec(0), worker_spec(1, TR_PERMANENT)};
     tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, c, 2);
@@ -915,21 +928,47 @@ static void test_an_exit_with_int_min_during_a_stop_is_handled(void **state)
     tr_system_free(sys);
 }
 
-/* ---- a child that links to its supervisor itself ------------------------- */
+/* A supervisor cancelled during a group restart ends with TR_ECANCELED,
+ * even if a child of the group ended by itself meanwhile: it used to
+ * count that exit against the intensity and end with TR_ELIMIT. */
+static void test_a_supervisor_cancelled_in_a_group_restart_ends_ecanceled(void **state)
+{
+    (void)state;
+    reset_journal();
+    relay = (struct relay_plan){.reason = -5, .cancels_sup = true};
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    tr_child_spec c[3] = {worker_spec(0, TR_PERMANENT), worker_spec(1, TR_PERMANENT),
+                          relay_spec(2)};
+    tr_supervisor_opts o = TR_SUPERVISOR_OPTS_INIT;
+    o.strategy = TR_ONE_FOR_ALL;
+    o.intensity = 1; /* child 0's restart is within it, one more is not */
+    assert_int_equal(tr_supervisor_start(sys, &o, c, 3, &watched), 0);
+    assert_int_equal(tr_spawn_loop(sys, down_reporter, NULL, NULL), 0);
+    assert_int_equal(test_recv(done_mb).tag, 20);
+    wait_started(1, 1);
+    wait_started(2, 1);
+    fail_child(sys, 0, 1, -42);
+    tr_msg d = test_recv(done_mb);
+    assert_int_equal(d.tag, 21);
+    assert_int_equal((int)(int64_t)d.a, TR_ECANCELED);
+    /* Child 1 ends during the relay's stop; nothing is restarted. */
+    expect_journal((int[]){1, 2, 3, -1, -2, -3}, 6);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
 
-static _Atomic tr_ref linked_sup;
+/* ---- a child that links to its supervisor itself ------------------------- */
 
 /* A worker that also links to its supervisor: the same link again. */
 static int links_its_supervisor(tr_actor *self)
 {
     child_starts(self);
-    return tr_link(atomic_load(&linked_sup)) ? -1 : work();
+    return tr_link(atomic_load(&starting_sup)) ? -1 : work();
 }
 
-/* This runs in the supervisor. */
 static int start_sup_linker(tr_system *sys, void *arg, tr_ref *out)
 {
-    atomic_store(&linked_sup, tr_self());
     return start_child_body(sys, links_its_supervisor, arg, out);
 }
 
@@ -1159,6 +1198,7 @@ int main(void)
         cmocka_unit_test(test_a_request_left_when_another_systems_actor_shuts_down_is_answered),
         cmocka_unit_test(test_random_failures_and_cancellations_add_up),
         cmocka_unit_test(test_an_exit_with_int_min_during_a_stop_is_handled),
+        cmocka_unit_test(test_a_supervisor_cancelled_in_a_group_restart_ends_ecanceled),
         cmocka_unit_test(test_a_child_that_links_to_its_supervisor_is_still_its_child),
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
