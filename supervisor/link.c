@@ -215,37 +215,60 @@ int tr_trap_exits(bool trap)
  * makes for the purpose.  It reports first that it watches, or that it
  * cannot (the monitor's error), then the target's end.  If the caller
  * stops waiting first, the helper still ends with the target: its report
- * finds the mailbox gone.  An actor of another system cannot make that
+ * finds the mailbox gone.  If the system is shut down first, the helper
+ * is destroyed without a DOWN, and its cleanup reports TR_ESHUTDOWN
+ * instead (wherever it runs: a send that never waits, as the mailbox has
+ * room for every report).  An actor of another system cannot make that
  * mailbox here, and one in its own system could be freed before the
  * helper's last report: it only gets the cancel.
  */
-enum { WATCHING = 1, CANNOT_WATCH, ENDED };
+enum { WATCHING = 1, FAILED, ENDED };
 
 typedef struct end_watch {
+    tr_system *sys;
     tr_ref target, report;
+    bool reported;           /* the caller needs no more reports */
 } end_watch;
 
 static int watch_end(tr_actor *self)
 {
-    end_watch w = *(end_watch *)tr_actor_state(self);
-    tr_system *sys = tr_actor_system(self);
+    end_watch *w = tr_actor_state(self);
     tr_ref mon;
-    int rc = tr_monitor(w.target, &mon);
-    tr_msg m = tr_msg_words(rc ? CANNOT_WATCH : WATCHING, (uint64_t)(int64_t)rc, 0);
-    if (tr_send(sys, w.report, &m, TR_NOW) || rc || tr_recv(&m, TR_FOREVER))
-        return 0; /* the caller is gone, or has its answer */
+    int rc = tr_monitor(w->target, &mon);
+    tr_msg m = tr_msg_words(rc ? FAILED : WATCHING, (uint64_t)(int64_t)rc, 0);
+    /* The caller is gone, or has its answer. */
+    w->reported = tr_send(w->sys, w->report, &m, TR_NOW) || rc;
+    if (w->reported || tr_recv(&m, TR_FOREVER))
+        return 0;
     tr_msg down = tr_msg_words(ENDED, (uint64_t)(int64_t)tr__notice_reason(&m), 0);
     tr_msg_release(&m);
-    tr_send(sys, w.report, &down, TR_NOW);
+    tr_send(w->sys, w->report, &down, TR_NOW);
+    w->reported = true;
     return 0;
 }
 
-/* The helper's first report: 0 once it watches, or why it cannot. */
-static int helper_watches(tr_mailbox *mb, tr_deadline deadline)
+/* The helper's cleanup, even if it never runs. */
+static void free_watch(void *arg)
+{
+    end_watch *w = arg;
+    if (!w->reported) {
+        tr_msg m = tr_msg_words(FAILED, (uint64_t)(int64_t)TR_ESHUTDOWN, 0);
+        tr_try_send(w->sys, w->report, &m); /* fails only if the caller gave up */
+    }
+    free(w);
+}
+
+/* The helper's next report: the error it carries (FAILED), or 0 and its
+ * word into *word unless word is NULL. */
+static int next_report(tr_mailbox *mb, tr_deadline deadline, int *word)
 {
     tr_msg m;
     int rc = tr_mailbox_recv(mb, &m, deadline);
-    return rc ? rc : m.tag == WATCHING ? 0 : (int)(int64_t)m.a;
+    if (rc || m.tag == FAILED)
+        return rc ? rc : (int)(int64_t)m.a;
+    if (word)
+        *word = (int)(int64_t)m.a;
+    return 0;
 }
 
 int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason)
@@ -264,25 +287,24 @@ int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason
     end_watch *w = malloc(sizeof *w);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = w;
-    o.cleanup = free; /* even if it never runs */
+    o.cleanup = free_watch; /* even if it never runs */
     o.cleanup_arg = w;
     o.deadline = deadline; /* a thread may wait for the spawn backlog */
     if (!w)
         rc = TR_ENOMEM;
-    else if ((*w = (end_watch){ref, tr_mailbox_ref(mb)}),
+    else if ((*w = (end_watch){sys, ref, tr_mailbox_ref(mb), false}),
              (rc = tr_spawn_loop(sys, watch_end, &o, NULL)) != 0)
         free(w);
     /* Cancel once it watches, so that the DOWN has the true reason; and
      * in any case, even if the deadline passes before it does. */
-    int watching = rc ? rc : helper_watches(mb, deadline);
+    int watching = rc ? rc : next_report(mb, deadline, NULL);
     int cancelled = tr_cancel(sys, ref); /* already gone: the DOWN says so */
     if (!rc && cancelled && cancelled != TR_ENOACTOR)
         rc = cancelled;
     if (!rc)
         rc = watching;
-    tr_msg m;
-    if (!rc && !(rc = tr_mailbox_recv(mb, &m, deadline)) && reason)
-        *reason = (int)(int64_t)m.a;
+    if (!rc)
+        rc = next_report(mb, deadline, reason);
     tr_mailbox_free(mb);
     return rc;
 }

@@ -125,7 +125,9 @@ TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
  * actor of another system cannot wait here: it gets the cancel, then
  * TR_ECONTEXT.  Returns 0, TR_ETIMEDOUT, TR_EINVAL (TR_REF_NONE or a
  * mailbox's ref), TR_ECONTEXT, TR_ECANCELED (the calling actor was
- * cancelled while it waited), TR_ENOMEM or TR_ESHUTDOWN.
+ * cancelled while it waited), TR_ENOMEM or TR_ESHUTDOWN (the system was
+ * shut down before the actor's end was seen: the shutdown destroys it
+ * with no notice; *reason is not set).
  */
 TR_API int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline,
                           int *reason);

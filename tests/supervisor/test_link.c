@@ -1,5 +1,6 @@
 /* test_link.c - links, monitors, trapping exits, and notices that a full
  * mailbox does not hold back. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -568,6 +569,50 @@ static void test_cancel_wait_on_what_it_cannot_watch_returns_at_once(void **stat
     tr_system_free(sys);
 }
 
+static atomic_bool stubborn_cancelled;
+
+/* Ignores its cancel for as long as a test may take, but yields, so
+ * that its worker goes on (and a shutdown destroys it in a yield). */
+static int stubborn(tr_actor *self)
+{
+    (void)self;
+    while (!tr_cancelled())
+        tr_yield();
+    atomic_store(&stubborn_cancelled, true);
+    for (int64_t until = tr_after_ms(TEST_DEADLINE_MS); tr_now() < until;)
+        tr_yield();
+    return 0;
+}
+
+static void *cancel_waits_for_cw_target(void *rc)
+{
+    *(int *)rc = tr_cancel_wait(cw_sys, cw_target, tr_after_ms(TEST_DEADLINE_MS), NULL);
+    return NULL;
+}
+
+/* A thread's wait for an actor that the system's shutdown destroys ends
+ * with TR_ESHUTDOWN (its helper's cleanup says so): it used to wait for
+ * ever, as the shutdown destroys the helper without a DOWN. */
+static void test_cancel_wait_ends_eshutdown_when_the_system_stops(void **state)
+{
+    (void)state;
+    tr_system *sys = cw_sys = test_system(2);
+    atomic_store(&stubborn_cancelled, false);
+    assert_int_equal(tr_spawn_loop(sys, stubborn, NULL, &cw_target), 0);
+    int rc = 0;
+    pthread_t waiter;
+    assert_int_equal(pthread_create(&waiter, NULL, cancel_waits_for_cw_target, &rc), 0);
+    /* Cancelled: its helper watches it, and the waiter waits for its end. */
+    int64_t deadline = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&stubborn_cancelled) && tr_now() < deadline)
+        usleep(1000);
+    assert_true(atomic_load(&stubborn_cancelled));
+    assert_int_equal(tr_system_shutdown(sys, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    pthread_join(waiter, NULL);
+    assert_int_equal(rc, TR_ESHUTDOWN);
+    tr_system_free(sys);
+}
+
 /* ---- bad calls ------------------------------------------------------------- */
 
 static int misuser(tr_actor *self)
@@ -874,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_down_is_not_held_back_by_a_full_mailbox),
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_cancel_wait_on_what_it_cannot_watch_returns_at_once),
+        cmocka_unit_test(test_cancel_wait_ends_eshutdown_when_the_system_stops),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
         cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
