@@ -334,8 +334,8 @@ static int stops_far_sys(tr_actor *self)
     return 0;
 }
 
-/* A parked actor of far_sys: its cleanup runs at the shutdown, on the
- * other system's worker, and must see no actor of its own there. */
+/* The cleanup of an actor of far_sys runs at the shutdown, on the other
+ * system's worker, and must see no actor of its own there. */
 static atomic_int far_cleanup_ran;
 static tr_ref far_cleanup_self = 1;
 static int far_cleanup_recv_rc = 1;
@@ -349,13 +349,6 @@ static void far_cleanup(void *arg)
     atomic_store(&far_cleanup_ran, 1);
 }
 
-static int parks_with_a_cleanup(tr_actor *self)
-{
-    (void)self;
-    if (tr_defer(far_cleanup, NULL))
-        return -1;
-    return tr_sleep(TR_FOREVER);
-}
 
 /*
  * Both actors share the one worker of their system.  The shutdown used to
@@ -369,7 +362,10 @@ static void test_another_systems_actor_shuts_down_without_blocking_its_worker(vo
     far_sys = test_system(1);
     tr_ref full = test_spawn_full_sleeper(far_sys);
     atomic_store(&far_cleanup_ran, 0);
-    assert_int_equal(tr_spawn_loop(far_sys, parks_with_a_cleanup, NULL, NULL), 0);
+    /* Registered at the spawn: it runs even if the actor never ran. */
+    tr_spawn_opts with_cleanup = TR_SPAWN_OPTS_INIT;
+    with_cleanup.cleanup = far_cleanup;
+    assert_int_equal(tr_spawn_loop(far_sys, test_sleep_for_ever, &with_cleanup, NULL), 0);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = (void *)(uintptr_t)full;
     assert_int_equal(tr_spawn_loop(near, sends_into_far_full, &o, NULL), 0);
