@@ -720,12 +720,6 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
     return rc;
 }
 
-/*
- * Ask the supervisor and wait for its answer in a mailbox of our own.
- * Takes `r` (heap); a late answer, after the deadline, is lost with the
- * mailbox, and what the supervisor did stays done.  Once sent, `r` is
- * answered even if the supervisor ends first (free_request).
- */
 /* Whether `ref` names a supervisor.  Any other actor, or a thread's
  * mailbox, would take the request and never answer it, and the caller
  * waited until its deadline, or for ever. */
@@ -739,15 +733,32 @@ static bool is_supervisor(tr_system *sys, tr_ref ref)
     return yes;
 }
 
+/* Whether the caller is that supervisor itself (a child's start function
+ * runs in it): it would wait for an answer that only it could give. */
+static bool asks_itself(tr_system *sys, tr_ref supervisor)
+{
+    tr_actor *self = tr_current();
+    return self && tr_actor_system(self) == sys && tr_self() == supervisor;
+}
+
+/*
+ * Ask the supervisor and wait for its answer in a mailbox of our own.
+ * Takes `r` (heap); a late answer, after the deadline, is lost with the
+ * mailbox, and what the supervisor did stays done.  Once sent, `r` is
+ * answered even if the supervisor ends first (free_request).
+ */
 static int ask(tr_system *sys, tr_ref supervisor, request *r, tr_msg *answer,
                tr_deadline deadline)
 {
-    if (!is_supervisor(sys, supervisor)) {
+    int rc = !is_supervisor(sys, supervisor) ? TR_ENOACTOR
+             : asks_itself(sys, supervisor) ? TR_EDEADLK
+                                            : 0;
+    if (rc) {
         free(r);
-        return TR_ENOACTOR;
+        return rc;
     }
     tr_mailbox *mb;
-    int rc = tr_mailbox_new(sys, 1, &mb);
+    rc = tr_mailbox_new(sys, 1, &mb);
     if (rc) {
         free(r);
         return rc;

@@ -55,7 +55,9 @@ typedef enum tr_strategy { TR_ONE_FOR_ONE = 0, TR_ONE_FOR_ALL, TR_REST_FOR_ONE }
 /*
  * Starts one child: spawn it (tr_spawn, tr_spawn_loop, or
  * tr_supervisor_start for a child supervisor) and store its ref.  Called
- * by the supervisor, in the supervisor actor.  Returns 0 or an error code.
+ * by the supervisor, in the supervisor actor: asking that supervisor from
+ * here (tr_supervisor_children and the rest, with tr_self()) would wait
+ * for its own answer, and is TR_EDEADLK.  Returns 0 or an error code.
  */
 typedef int (*tr_child_start)(tr_system *sys, void *arg, tr_ref *child);
 
@@ -121,9 +123,10 @@ TR_API int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
  * supervises it like them; *child receives its ref.  The spec's name is
  * not kept (dynamic children are named ""), the rest is copied.
  * Returns 0, the start function's error, TR_ELIMIT (max_children),
- * TR_EINVAL, TR_ENOACTOR (no such supervisor, or it ended before it
- * answered: what it had done stays done), TR_ETIMEDOUT (no answer by the
- * deadline: the child may still have been started), or TR_ENOMEM.
+ * TR_EINVAL, TR_EDEADLK (called by that supervisor), TR_ENOACTOR (no
+ * such supervisor, or it ended before it answered: what it had done
+ * stays done), TR_ETIMEDOUT (no answer by the deadline: the child may
+ * still have been started), or TR_ENOMEM.
  */
 TR_API int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
                                      const tr_child_spec *spec, tr_ref *child,
@@ -133,8 +136,8 @@ TR_API int tr_supervisor_start_child(tr_system *sys, tr_ref supervisor,
  * tr_supervisor_terminate_child - stop a child (as the supervisor stops
  * children: cancel, then wait its shutdown time) and forget it: it is not
  * restarted.  Returns 0, TR_ENOACTOR (no such supervisor or child, or
- * the supervisor ended before it answered), TR_ETIMEDOUT, TR_EINVAL or
- * TR_ENOMEM.
+ * the supervisor ended before it answered), TR_ETIMEDOUT, TR_EINVAL,
+ * TR_EDEADLK (called by that supervisor) or TR_ENOMEM.
  */
 TR_API int tr_supervisor_terminate_child(tr_system *sys, tr_ref supervisor,
                                          tr_ref child, tr_deadline deadline);
@@ -160,11 +163,13 @@ typedef struct tr_child_info {
  * or any actor of `sys` may call it (it makes a mailbox of its own for
  * the answer).  Returns 0, TR_EINVAL, TR_ENOACTOR (no such supervisor: a
  * stale ref, or one of an actor that is not a supervisor or of a
- * mailbox; or it ended before it answered), TR_ETIMEDOUT, TR_ECANCELED
- * (a calling actor was cancelled while it waited), TR_ECONTEXT (called
- * by an actor of another system, which can own no mailbox in `sys`, or
- * on a worker outside any actor), or TR_ENOMEM (here or in the
- * supervisor).  The same holds for the two calls above: a supervisor
+ * mailbox; or it ended before it answered), TR_EDEADLK (called by that
+ * supervisor itself, as from a child's start function: it cannot answer
+ * while it waits, so the call returns at once, whatever the deadline),
+ * TR_ETIMEDOUT, TR_ECANCELED (a calling actor was cancelled while it
+ * waited), TR_ECONTEXT (called by an actor of another system, which can
+ * own no mailbox in `sys`, or on a worker outside any actor), or
+ * TR_ENOMEM (here or in the supervisor).  The same holds for the two calls above: a supervisor
  * that ends answers every request it has not handled with TR_ENOACTOR.
  */
 TR_API int tr_supervisor_children(tr_system *sys, tr_ref supervisor,

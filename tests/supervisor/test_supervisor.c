@@ -1149,6 +1149,44 @@ static void test_a_request_to_what_is_not_a_supervisor_is_enoactor(void **state)
     tr_system_free(sys);
 }
 
+/* What the three requests returned when a start function sent them to
+ * its own supervisor; 1 until then. */
+static _Atomic int self_asked[3] = {1, 1, 1};
+
+/* Asks the supervisor it runs in, then starts worker 0 as usual. */
+static int start_asking_itself(tr_system *sys, void *arg, tr_ref *out)
+{
+    size_t n;
+    tr_child_spec spec = worker_spec(1, TR_TEMPORARY);
+    tr_ref child;
+    tr_deadline dl = tr_after_ms(TEST_DEADLINE_MS); /* the old code's hang ends */
+    atomic_store(&self_asked[0], tr_supervisor_children(sys, tr_self(), NULL, 0, &n, dl));
+    atomic_store(&self_asked[1], tr_supervisor_start_child(sys, tr_self(), &spec, &child, dl));
+    atomic_store(&self_asked[2], tr_supervisor_terminate_child(sys, tr_self(), tr_self(), dl));
+    return start_worker(sys, arg, out);
+}
+
+/* A supervisor that asks itself (here from a child's start function,
+ * which runs inside it) gets TR_EDEADLK at once: the request used to go
+ * to its own mailbox, and it waited for an answer only it could give,
+ * for ever with TR_FOREVER.  It starts the child all the same. */
+static void test_a_supervisor_asking_itself_gets_edeadlk(void **state)
+{
+    (void)state;
+    reset_journal();
+    tr_system *sys = test_system(2);
+    tr_child_spec spec = worker_spec(0, TR_PERMANENT);
+    spec.start = start_asking_itself;
+    tr_ref sup = start_sup(sys, TR_ONE_FOR_ONE, &spec, 1);
+    expect_journal((int[]){1}, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&self_asked[i]), TR_EDEADLK);
+    size_t n = 0;
+    assert_int_equal(tr_supervisor_children(sys, sup, NULL, 0, &n, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(n, 1); /* no child was added */
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -1203,6 +1241,7 @@ int main(void)
         cmocka_unit_test(test_a_child_that_ended_before_the_link_counts_as_an_exit),
         cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
         cmocka_unit_test(test_a_request_to_what_is_not_a_supervisor_is_enoactor),
+        cmocka_unit_test(test_a_supervisor_asking_itself_gets_edeadlk),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
