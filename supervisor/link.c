@@ -271,19 +271,11 @@ static int next_report(tr_mailbox *mb, tr_deadline deadline, int *word)
     return 0;
 }
 
-int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason)
+/* Spawn the helper to watch `ref`, cancel it, and wait for its end. */
+static int watch_and_cancel(tr_system *sys, tr_ref ref, tr_mailbox *mb, tr_deadline deadline,
+                            int *reason)
 {
-    if (!sys || ref == TR_REF_NONE)
-        return TR_EINVAL;
-    tr_actor *self = tr_current();
-    if (self && tr_actor_system(self) != sys) {
-        int cancelled = tr_cancel(sys, ref);
-        return cancelled && cancelled != TR_ENOACTOR ? cancelled : TR_ECONTEXT;
-    }
-    tr_mailbox *mb;
-    int rc = tr_mailbox_new(sys, 3, &mb);
-    if (rc)
-        return rc;
+    int rc = 0;
     end_watch *w = malloc(sizeof *w);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = w;
@@ -305,6 +297,45 @@ int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason
         rc = watching;
     if (!rc)
         rc = next_report(mb, deadline, reason);
+    return rc;
+}
+
+/* What `ref` names now: TR__SLOT_ACTOR, a mailbox's kind, or 0 if
+ * nothing (for good: a ref never names anything again).  A peek, which
+ * any thread may take and which holds nothing. */
+static uint8_t ref_kind(tr_system *sys, tr_ref ref)
+{
+    uint8_t kind;
+    return tr__slot_peek(&sys->slots, ref, &kind) ? kind : 0;
+}
+
+/*
+ * The ref is checked first (TR_EINVAL from any caller), then the caller:
+ * an actor of another system, then a worker outside an actor (which
+ * tr_mailbox_new refuses, as it refuses a system shutting down).  An
+ * actor that has already ended needs no helper: its DOWN would come only
+ * once the helper had run, which TR_NOW does not wait for.
+ */
+int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline, int *reason)
+{
+    if (!sys || ref == TR_REF_NONE)
+        return TR_EINVAL;
+    uint8_t kind = ref_kind(sys, ref);
+    if (kind && kind != TR__SLOT_ACTOR)
+        return TR_EINVAL; /* a mailbox's ref */
+    tr_actor *self = tr_current();
+    if (self && tr_actor_system(self) != sys) {
+        int cancelled = tr_cancel(sys, ref);
+        return cancelled && cancelled != TR_ENOACTOR ? cancelled : TR_ECONTEXT;
+    }
+    tr_mailbox *mb;
+    int rc = tr_mailbox_new(sys, 3, &mb);
+    if (rc)
+        return rc;
+    if (kind)
+        rc = watch_and_cancel(sys, ref, mb, deadline, reason);
+    else if (reason)
+        *reason = TR_ENOACTOR; /* already ended */
     tr_mailbox_free(mb);
     return rc;
 }

@@ -117,17 +117,22 @@ TR_API int tr_demonitor(tr_ref target, tr_ref monitor);
 /*
  * tr_cancel_wait - tr_cancel the actor behind `ref`, then wait until it
  * has ended or until `deadline`; *reason (if not NULL) receives its exit
- * reason (TR_ENOACTOR if it had already ended).  Cancelling a supervisor
- * this way waits for its whole tree, which ends depth first.  Any thread
- * or actor may call it; unlike the calls above, it does not act for the
- * calling actor.  It spawns a helper actor to watch, so a thread may
- * wait for the spawn backlog (tr_spawn_loop), within `deadline`.  An
- * actor of another system cannot wait here: it gets the cancel, then
- * TR_ECONTEXT.  Returns 0, TR_ETIMEDOUT, TR_EINVAL (TR_REF_NONE or a
- * mailbox's ref), TR_ECONTEXT, TR_ECANCELED (the calling actor was
- * cancelled while it waited), TR_ENOMEM or TR_ESHUTDOWN (the system was
- * shut down before the actor's end was seen: the shutdown destroys it
- * with no notice; *reason is not set).
+ * reason.  If it had already ended (or `ref` never named an actor), the
+ * call returns 0 at once, whatever the deadline (TR_NOW included), with
+ * *reason TR_ENOACTOR.  Cancelling a supervisor this way waits for its
+ * whole tree, which ends depth first.  Any thread or actor may call it;
+ * unlike the calls above, it does not act for the calling actor.  It
+ * spawns a helper actor to watch, so a thread may wait for the spawn
+ * backlog (tr_spawn_loop), within `deadline`.  An actor of another
+ * system cannot wait here: it gets the cancel, then TR_ECONTEXT.  The
+ * arguments are checked before the caller: TR_EINVAL (NULL system,
+ * TR_REF_NONE or a mailbox's ref) comes first, from any caller; then
+ * TR_ECONTEXT (an actor of another system, or a worker outside any
+ * actor), then TR_ESHUTDOWN.  Returns 0, TR_ETIMEDOUT, TR_EINVAL,
+ * TR_ECONTEXT, TR_ECANCELED (the calling actor was cancelled while it
+ * waited), TR_ENOMEM or TR_ESHUTDOWN (the system was shut down before
+ * the actor's end was seen: the shutdown destroys it with no notice;
+ * *reason is not set).
  */
 TR_API int tr_cancel_wait(tr_system *sys, tr_ref ref, tr_deadline deadline,
                           int *reason);

@@ -515,6 +515,89 @@ static void test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason(vo
     tr_system_free(sys);
 }
 
+#define POLLS 100
+
+/* Polls tr_cancel_wait on target_ref, which has ended, POLLS times. */
+static int polls(tr_system *sys, int *reason)
+{
+    int ok = 0;
+    for (int i = 0; i < POLLS; i++) {
+        *reason = 1;
+        ok += tr_cancel_wait(sys, target_ref, TR_NOW, reason) == 0 && *reason == TR_ENOACTOR;
+    }
+    return ok;
+}
+
+static int polls_from_an_actor(tr_actor *self)
+{
+    int reason;
+    report(17, (uint64_t)polls(tr_actor_system(self), &reason), 0);
+    return 0;
+}
+
+/* An actor that has already ended is 0 with reason TR_ENOACTOR at once,
+ * even with TR_NOW, from a thread and from an actor: the call used to
+ * spawn its helper and poll once for a report the helper had not had
+ * its turn to send, and returned TR_ETIMEDOUT. */
+static void test_cancel_wait_on_an_ended_actor_is_0_even_with_tr_now(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    target_ref = spawn_ender(sys);
+    end_it(sys, target_ref, 0);
+    tr_msg probe = tr_msg_words(7, 0, 0);
+    while (tr_try_send(sys, target_ref, &probe) != TR_ENOACTOR)
+        usleep(1000);
+    int reason;
+    assert_int_equal(polls(sys, &reason), POLLS);
+    assert_int_equal(tr_spawn_loop(sys, polls_from_an_actor, NULL, NULL), 0);
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal(r.tag, 17);
+    assert_int_equal(r.a, POLLS);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
+static tr_system *dtor_sys;
+static tr_ref dtor_box;
+static atomic_int dtor_ran, dtor_box_rc = 1, dtor_ended_rc = 1;
+
+/* Runs on the worker, outside any actor, when the timer finds its
+ * target gone: the mailbox's ref is refused before the caller is. */
+static void cancel_waits_from_a_destructor(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    atomic_store(&dtor_box_rc, tr_cancel_wait(dtor_sys, dtor_box, TR_FOREVER, NULL));
+    atomic_store(&dtor_ended_rc, tr_cancel_wait(dtor_sys, target_ref, TR_FOREVER, NULL));
+    atomic_store(&dtor_ran, 1);
+}
+
+/* The ref is checked before the caller: a mailbox's ref is TR_EINVAL on
+ * a worker outside an actor too (it used to be TR_ECONTEXT there, and
+ * TR_EINVAL everywhere else); any other ref is TR_ECONTEXT there. */
+static void test_cancel_wait_checks_the_ref_before_the_caller(void **state)
+{
+    (void)state;
+    tr_system *sys = dtor_sys = test_system(1);
+    tr_mailbox *box;
+    assert_int_equal(tr_mailbox_new(sys, 1, &box), 0);
+    dtor_box = tr_mailbox_ref(box);
+    target_ref = spawn_ender(sys);
+    tr_msg late = tr_msg_buf(1, malloc(8), 8, cancel_waits_from_a_destructor);
+    assert_int_equal(tr_send_after(sys, target_ref, &late, tr_after_ms(50), NULL), 0);
+    end_it(sys, target_ref, 0);
+    tr_deadline end = tr_after_ms(2 * TEST_DEADLINE_MS);
+    while (!atomic_load(&dtor_ran))
+        if (tr_now() > end)
+            fail_msg("the destructor never ran");
+    assert_int_equal(atomic_load(&dtor_box_rc), TR_EINVAL);
+    assert_int_equal(atomic_load(&dtor_ended_rc), TR_ECONTEXT);
+    tr_mailbox_free(box);
+    tr_system_free(sys);
+}
+
 /* Waits for ever; reports how its wait ended (a link's kill: cancelled). */
 static int waits_for_ever(tr_actor *self)
 {
@@ -920,6 +1003,8 @@ int main(void)
         cmocka_unit_test(test_cancel_wait_returns_once_the_actor_has_ended_with_its_reason),
         cmocka_unit_test(test_cancel_wait_on_what_it_cannot_watch_returns_at_once),
         cmocka_unit_test(test_cancel_wait_ends_eshutdown_when_the_system_stops),
+        cmocka_unit_test(test_cancel_wait_on_an_ended_actor_is_0_even_with_tr_now),
+        cmocka_unit_test(test_cancel_wait_checks_the_ref_before_the_caller),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
         cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
