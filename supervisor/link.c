@@ -48,15 +48,26 @@ bool tr__link_drop(struct tr_actor *a, tr_ref ref, uint32_t *tag)
     return linked;
 }
 
+/* Borrow the actor behind `ref` into *a (NULL if none lives there);
+ * TR_EINVAL if `ref` is a mailbox's, which no link or monitor can
+ * watch, else 0. */
+static int borrow_target(tr_system *sys, tr_ref ref, struct tr_actor **a)
+{
+    uint8_t kind;
+    *a = tr__slot_get(&sys->slots, ref, &kind);
+    if (*a && kind != TR__SLOT_ACTOR) {
+        tr__ref_put(sys, ref, *a, kind);
+        *a = NULL;
+        return TR_EINVAL;
+    }
+    return 0;
+}
+
 /* Borrow the actor behind `ref`; NULL if it is not a live actor. */
 static struct tr_actor *borrow_actor(tr_system *sys, tr_ref ref)
 {
-    uint8_t kind;
-    struct tr_actor *a = tr__slot_get(&sys->slots, ref, &kind);
-    if (a && kind != TR__SLOT_ACTOR) {
-        tr__ref_put(sys, ref, a, kind);
-        return NULL;
-    }
+    struct tr_actor *a;
+    borrow_target(sys, ref, &a);
     return a;
 }
 
@@ -77,12 +88,9 @@ int tr__link_tagged(tr_ref other, uint32_t tag)
     if (other == TR_REF_NONE || other == self->mbox.ref)
         return TR_EINVAL; /* TR_REF_NONE: the empty mark of the link map */
     tr_system *sys = self->mbox.sys;
-    uint8_t kind;
-    struct tr_actor *o = tr__slot_get(&sys->slots, other, &kind);
-    if (o && kind != TR__SLOT_ACTOR) {
-        tr__ref_put(sys, other, o, kind);
-        return TR_EINVAL; /* a mailbox's ref */
-    }
+    struct tr_actor *o;
+    if (borrow_target(sys, other, &o))
+        return TR_EINVAL;
     /* Ours first: if `other` ends in between, its exit finds our link
      * gone from its list, or reaches us through ours. */
     int rc = add_link(self, other, tag, true);
@@ -148,8 +156,10 @@ int tr_monitor(tr_ref target, tr_ref *monitor)
     if (!monitor || target == TR_REF_NONE)
         return TR_EINVAL;
     tr_system *sys = self->mbox.sys;
+    struct tr_actor *t;
+    if (borrow_target(sys, target, &t))
+        return TR_EINVAL; /* as tr_link: a mailbox never ends as an actor does */
     tr_ref id = atomic_fetch_add(&sys->next_monitor, 1);
-    struct tr_actor *t = borrow_actor(sys, target);
     int rc = 0;
     bool gone = !t;
     if (t) {

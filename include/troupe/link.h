@@ -99,7 +99,8 @@ TR_API int tr_unlink(tr_ref other);
  * tr_monitor - watch `target`; *monitor receives the monitor's ref, which
  * the DOWN message carries in msg.a.  Returns 0 (also when the target has
  * already ended: the DOWN is on its way), TR_ECONTEXT, TR_EINVAL (NULL
- * monitor, or target TR_REF_NONE, which names no actor) or TR_ENOMEM.
+ * monitor, or target TR_REF_NONE, which names no actor, or a mailbox's
+ * ref, as for tr_link: no DOWN follows) or TR_ENOMEM.
  */
 TR_API int tr_monitor(tr_ref target, tr_ref *monitor);
 

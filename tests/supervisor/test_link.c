@@ -732,6 +732,47 @@ static void test_bad_link_and_monitor_calls_are_refused(void **state)
 }
 
 
+/* Links to and monitors a thread's mailbox and one of its own, trapping
+ * exits, and reports each result, then whether any notice came. */
+static int watches_mailboxes(tr_actor *self)
+{
+    tr_mailbox *own;
+    if (tr_mailbox_new(tr_actor_system(self), 1, &own))
+        return -1;
+    tr_ref boxes[] = {tr_mailbox_ref(done_mb), tr_mailbox_ref(own)};
+    tr_trap_exits(true);
+    for (int i = 0; i < 2; i++) {
+        tr_ref mon = 0;
+        report(18, (uint64_t)-tr_link(boxes[i]), (uint64_t)-tr_monitor(boxes[i], &mon));
+    }
+    tr_msg m;
+    report(19, (uint64_t)-tr_recv(&m, tr_after_ms(50)), 0); /* no DOWN, no EXIT */
+    tr_mailbox_free(own);
+    return 0;
+}
+
+/* A mailbox's ref is TR_EINVAL for tr_monitor as for tr_link, and no
+ * notice follows: tr_monitor used to return 0 and queue a DOWN with
+ * reason TR_ENOACTOR, as if an actor had ended. */
+static void test_a_mailbox_cannot_be_linked_or_monitored(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    assert_int_equal(tr_spawn_loop(sys, watches_mailboxes, NULL, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        tr_msg r = test_recv(done_mb);
+        assert_int_equal(r.tag, 18);
+        assert_int_equal(-(int)r.a, TR_EINVAL);
+        assert_int_equal(-(int)r.b, TR_EINVAL);
+    }
+    tr_msg r = test_recv(done_mb);
+    assert_int_equal(r.tag, 19);
+    assert_int_equal(-(int)r.a, TR_ETIMEDOUT);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 /* Tries TR_REF_NONE every way (more often than the exit's stack list of
  * 8 holds), links to target_ref for real, then ends abnormally. */
 static int links_to_none(tr_actor *self)
@@ -1007,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_cancel_wait_checks_the_ref_before_the_caller),
         cmocka_unit_test(test_bad_link_and_monitor_calls_are_refused),
         cmocka_unit_test(test_linking_or_monitoring_no_actor_is_refused),
+        cmocka_unit_test(test_a_mailbox_cannot_be_linked_or_monitored),
         cmocka_unit_test(test_an_unlink_that_returned_is_not_undone_by_a_late_exit),
         cmocka_unit_test(test_a_trapping_actor_gets_no_exit_once_unlink_returns),
         cmocka_unit_test(test_no_down_arrives_after_tr_demonitor_returns),
