@@ -688,7 +688,7 @@ int tr_supervisor_start(tr_system *sys, const tr_supervisor_opts *opts,
             return TR_EINVAL;
     tr_supervisor_opts o = opts ? *opts : TR_SUPERVISOR_OPTS_INIT;
     if (o.strategy > TR_REST_FOR_ONE || o.period_ns <= 0 || o.backoff_base_ns < 0 ||
-        o.intensity > TR_SUPERVISOR_MAX_INTENSITY ||
+        o.intensity > TR_SUPERVISOR_MAX_INTENSITY || o.backoff_reset_ns < 0 ||
         o.backoff_cap_ns < o.backoff_base_ns || o.jitter_percent > 100)
         return TR_EINVAL;
     sup *s = calloc(1, sizeof *s);

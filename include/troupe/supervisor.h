@@ -108,7 +108,9 @@ typedef struct tr_supervisor_opts {
  * error.  Any thread may call it; one that is not a worker may wait for
  * the spawn backlog as tr_spawn_loop does, until opts->deadline.  Returns
  * 0, TR_EINVAL (NULL system or start function, n over TR_SUPERVISOR_MAX,
- * intensity over TR_SUPERVISOR_MAX_INTENSITY, a bad strategy or backoff),
+ * intensity over TR_SUPERVISOR_MAX_INTENSITY, a bad strategy, a period
+ * of 0 or less, a negative backoff_base_ns or backoff_reset_ns, a cap
+ * below the base, jitter_percent over 100),
  * TR_ENOMEM, TR_ETIMEDOUT (the backlog stayed full until the deadline:
  * nothing was started), or tr_spawn_loop's other errors.
  */

@@ -1212,6 +1212,13 @@ static void test_bad_supervisor_arguments(void **state)
     o.backoff_cap_ns = -1;
     o.backoff_base_ns = 5;
     assert_int_equal(tr_supervisor_start(sys, &o, &ok, 1, &r), TR_EINVAL);
+    /* A negative reset, like a negative base, is refused: it was taken
+     * (and meant "reset after every run"). */
+    o = TR_SUPERVISOR_OPTS_INIT;
+    o.backoff_reset_ns = -5;
+    assert_int_equal(tr_supervisor_start(sys, &o, &ok, 1, &r), TR_EINVAL);
+    o.backoff_reset_ns = INT64_MIN;
+    assert_int_equal(tr_supervisor_start(sys, &o, &ok, 1, &r), TR_EINVAL);
     size_t n;
     assert_int_equal(tr_supervisor_children(sys, 12345, NULL, 0, &n, tr_after_ms(100)),
                      TR_ENOACTOR);
