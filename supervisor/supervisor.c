@@ -135,11 +135,20 @@ static ssize_t exited_child(sup *s, const tr_msg *m)
     return m->tag == TR_TAG_EXIT ? at_tag(s, tr__notice_tag(m), m->from) : -1;
 }
 
+/* Run c's start function: 0 with the child's ref in *ref, or its error.
+ * A positive return is no error code, and 0 with no ref started nothing:
+ * both are a failed start, TR_EINVAL (see tr_child_start). */
+static int run_start(child *c, tr_ref *ref)
+{
+    int rc = c->spec.start(sys_of(), c->spec.arg, ref);
+    return rc > 0 || (rc == 0 && *ref == TR_REF_NONE) ? TR_EINVAL : rc;
+}
+
 static int start_child(sup *s, size_t i)
 {
     child *c = &s->kids[i];
     tr_ref ref = TR_REF_NONE;
-    int rc = c->spec.start(sys_of(), c->spec.arg, &ref);
+    int rc = run_start(c, &ref);
     if (rc)
         return rc;
     c->started_at = tr_now();
@@ -148,9 +157,12 @@ static int start_child(sup *s, size_t i)
      * is then restarted or not by its restart type. */
     rc = tr__link_tagged(ref, (uint32_t)i + 1); /* see exited_child */
     if (rc) {
-        /* Not supervised after all (out of memory): do not leave it. */
+        /* Not supervised after all.  Out of memory: do not leave it
+         * running.  TR_EINVAL: no actor (a mailbox's ref, or our own),
+         * none of ours to cancel. */
         c->ref = TR_REF_NONE;
-        tr_cancel(sys_of(), ref);
+        if (rc == TR_ENOMEM)
+            tr_cancel(sys_of(), ref);
         return rc;
     }
     c->ref = ref;

@@ -57,7 +57,16 @@ typedef enum tr_strategy { TR_ONE_FOR_ONE = 0, TR_ONE_FOR_ALL, TR_REST_FOR_ONE }
  * tr_supervisor_start for a child supervisor) and store its ref.  Called
  * by the supervisor, in the supervisor actor: asking that supervisor from
  * here (tr_supervisor_children and the rest, with tr_self()) would wait
- * for its own answer, and is TR_EDEADLK.  Returns 0 or an error code.
+ * for its own answer, and is TR_EDEADLK.  Returns 0 or a negative TR_E*
+ * code.  The child failed to start if it returns an error, and with
+ * TR_EINVAL if it returns a positive number (no error code), or 0 with
+ * no actor's ref in *child: none stored (TR_REF_NONE), the supervisor's
+ * own, or a mailbox's.  A failed start is handled as any: the error ends
+ * the supervisor (its first start or a restart) or is what
+ * tr_supervisor_start_child returns.  On a failure *child is ignored: a
+ * child spawned anyway is not supervised, nor stopped.  A ref of an
+ * actor that has already ended counts as a start, and then as that
+ * child's exit (reason TR_ENOACTOR).
  */
 typedef int (*tr_child_start)(tr_system *sys, void *arg, tr_ref *child);
 

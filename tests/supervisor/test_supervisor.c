@@ -1187,6 +1187,91 @@ static void test_a_supervisor_asking_itself_gets_edeadlk(void **state)
     tr_system_free(sys);
 }
 
+/* Ways for a start function to start nothing, and still say 0 or
+ * something that is no error code. */
+enum { BAD_POSITIVE, BAD_NO_REF, BAD_OWN_REF, BAD_MAILBOX_REF, BADS };
+static tr_ref bad_mailbox_ref;
+
+static int start_badly(tr_system *sys, void *arg, tr_ref *out)
+{
+    (void)sys;
+    switch ((int)(intptr_t)arg) {
+    case BAD_POSITIVE:
+        return 5;
+    case BAD_OWN_REF:
+        *out = tr_self();
+        return 0;
+    case BAD_MAILBOX_REF:
+        *out = bad_mailbox_ref;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Worker 0 the first time, then a positive return. */
+static int start_then_return_positive(tr_system *sys, void *arg, tr_ref *out)
+{
+    return atomic_load(&starts[0]) ? 5 : start_worker(sys, arg, out);
+}
+
+static tr_ref watched_sup, watch_report;
+
+/* Monitors watched_sup, says so, then reports its exit reason. */
+static int reports_sup_end(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_ref mon;
+    if (tr_monitor(watched_sup, &mon))
+        return -1;
+    test_send(sys, watch_report, 1, 0, 0);
+    tr_msg m;
+    if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) || m.tag != TR_TAG_DOWN)
+        return -2;
+    tr_notice n;
+    tr_notice_read(&m, &n);
+    tr_msg_release(&m);
+    return test_send(sys, watch_report, 2, (uint64_t)(int64_t)n.reason, 0);
+}
+
+/* A start function that returns a positive number, or 0 with no child
+ * (no ref, the supervisor's own, a mailbox's), failed to start: TR_EINVAL,
+ * to tr_supervisor_start_child, or as the supervisor's exit reason when a
+ * restart fails so.  A positive return used to pass for an error code
+ * (the supervisor ended with 5), and the supervisor's own ref made it
+ * cancel itself, even for a dynamic child, whose caller got TR_EINVAL. */
+static void test_a_start_function_that_starts_nothing_is_a_failed_start(void **state)
+{
+    (void)state;
+    reset_journal();
+    tr_system *sys = test_system(2);
+    tr_mailbox *mb;
+    assert_int_equal(tr_mailbox_new(sys, 4, &mb), 0);
+    bad_mailbox_ref = watch_report = tr_mailbox_ref(mb);
+    tr_child_spec spec = worker_spec(0, TR_PERMANENT);
+    spec.start = start_then_return_positive;
+    tr_ref sup = watched_sup = start_sup(sys, TR_ONE_FOR_ONE, &spec, 1);
+    expect_journal((int[]){1}, 1);
+    for (int k = 0; k < BADS; k++) {
+        tr_child_spec bad = {.name = "bad", .start = start_badly, .arg = (void *)(intptr_t)k};
+        tr_ref child = 1;
+        assert_int_equal(tr_supervisor_start_child(sys, sup, &bad, &child, tr_after_ms(TEST_DEADLINE_MS)),
+                         TR_EINVAL);
+        assert_int_equal(child, 1); /* not set */
+        size_t n = 0;
+        assert_int_equal(tr_supervisor_children(sys, sup, NULL, 0, &n, tr_after_ms(TEST_DEADLINE_MS)), 0);
+        assert_int_equal(n, 1); /* still there, with only its first child */
+    }
+    assert_int_equal(tr_spawn_loop(sys, reports_sup_end, NULL, NULL), 0);
+    assert_int_equal(test_recv(mb).tag, 1);
+    fail_child(sys, 0, 1, -42); /* its restart returns 5 */
+    tr_msg end = test_recv(mb);
+    assert_int_equal(end.tag, 2);
+    assert_int_equal((int)(int64_t)end.a, TR_EINVAL);
+    tr_mailbox_free(mb);
+    tr_system_free(sys);
+}
+
 static void test_bad_supervisor_arguments(void **state)
 {
     (void)state;
@@ -1249,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_a_supervisor_started_from_a_thread_keeps_its_deadline),
         cmocka_unit_test(test_a_request_to_what_is_not_a_supervisor_is_enoactor),
         cmocka_unit_test(test_a_supervisor_asking_itself_gets_edeadlk),
+        cmocka_unit_test(test_a_start_function_that_starts_nothing_is_a_failed_start),
         cmocka_unit_test(test_bad_supervisor_arguments),
     };
     return cmocka_run_group_tests_name("supervisor", tests, NULL, NULL);
