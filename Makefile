@@ -8,7 +8,7 @@
 #   make SANITIZE=address|thread   one sanitizer build (build/asan, build/tsan)
 #   V=1             show the commands
 
-VERSION   := 0.4.0
+VERSION   := 0.5.0
 SOVERSION := 3
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
