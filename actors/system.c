@@ -53,6 +53,8 @@ static void stop_workers(tr_system *sys, unsigned started)
         pthread_join(sys->workers[i].thread, NULL);
 }
 
+static void stop_and_free(tr_system *sys, tr__worker *self);
+
 int tr_system_new(const tr_config *config, tr_system **out)
 {
     tr_config cfg = config ? *config : TR_CONFIG_INIT;
@@ -127,7 +129,9 @@ int tr_system_new(const tr_config *config, tr_system **out)
         }
     }
     if (tr__watchdog_start(sys)) {
-        tr_system_free(sys);
+        /* Nothing runs on it yet, so even an actor may wait for its
+         * workers here: tr_system_free would refuse it. */
+        stop_and_free(sys, tr__worker_now());
         return TR_ESYS;
     }
     *out = sys;
@@ -234,15 +238,10 @@ static int destroy_actors(tr_system *sys, tr_deadline deadline)
     return 0;
 }
 
-int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
+/* The stop itself, waiting until `deadline` on whatever thread calls;
+ * `self` is that thread's worker, if any (never one of sys). */
+static int stop(tr_system *sys, tr__worker *self, tr_deadline deadline)
 {
-    if (!sys)
-        return TR_EINVAL;
-    tr__worker *self = tr__worker_now();
-    if (self && self->sys == sys)
-        return TR_ECONTEXT;
-    if (self)
-        deadline = TR_NOW; /* another system's worker: it must not block */
     if (sys->torn_down)
         return 0;
     atomic_store(&sys->stopping, true);
@@ -280,6 +279,25 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
     return rc;
 }
 
+int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
+{
+    if (!sys)
+        return TR_EINVAL;
+    tr__worker *self = tr__worker_now();
+    if (self && self->sys == sys)
+        return TR_ECONTEXT;
+    /* Another system's worker must not block. */
+    return stop(sys, self, self ? TR_NOW : deadline);
+}
+
+/* Stop (as long as it takes) and free. */
+static void stop_and_free(tr_system *sys, tr__worker *self)
+{
+    stop(sys, self, TR_FOREVER);
+    tr__slots_each(&sys->slots, destroy_mailbox, NULL);
+    free_parts(sys);
+}
+
 void tr_system_free(tr_system *sys)
 {
     if (!sys)
@@ -292,6 +310,5 @@ void tr_system_free(tr_system *sys)
                      "was shut down: ignored (%s)", tr_strerror(rc));
         return;
     }
-    tr__slots_each(&sys->slots, destroy_mailbox, NULL);
-    free_parts(sys);
+    stop_and_free(sys, NULL); /* stopped: nothing waits */
 }
