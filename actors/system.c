@@ -238,6 +238,23 @@ static int destroy_actors(tr_system *sys, tr_deadline deadline)
     return 0;
 }
 
+/* Cleanup handlers and payload destructors that a stop or a free runs
+ * run outside any actor (tr_defer), also on another system's worker: the
+ * actor that called is not theirs to receive for, yield or park. */
+static struct tr_actor *step_out_of_actor(tr__worker *self)
+{
+    struct tr_actor *caller = self ? self->current : NULL;
+    if (self)
+        self->current = NULL;
+    return caller;
+}
+
+static void step_back_into(tr__worker *self, struct tr_actor *caller)
+{
+    if (self)
+        self->current = caller;
+}
+
 /* The stop itself, waiting until `deadline` on whatever thread calls;
  * `self` is that thread's worker, if any (never one of sys). */
 static int stop(tr_system *sys, tr__worker *self, tr_deadline deadline)
@@ -266,15 +283,9 @@ static int stop(tr_system *sys, tr__worker *self, tr_deadline deadline)
         tr__watchdog_stop(sys); /* it borrows actors: before they go */
         sys->workers_joined = true;
     }
-    /* Cleanup handlers and payload destructors run outside any actor
-     * (tr_defer), also on another system's worker: the actor that called
-     * is not theirs to receive for, yield or park. */
-    struct tr_actor *caller = self ? self->current : NULL;
-    if (self)
-        self->current = NULL;
+    struct tr_actor *caller = step_out_of_actor(self);
     int rc = destroy_actors(sys, deadline);
-    if (self)
-        self->current = caller;
+    step_back_into(self, caller);
     sys->torn_down = rc == 0;
     return rc;
 }
@@ -294,7 +305,9 @@ int tr_system_shutdown(tr_system *sys, tr_deadline deadline)
 static void stop_and_free(tr_system *sys, tr__worker *self)
 {
     stop(sys, self, TR_FOREVER);
+    struct tr_actor *caller = step_out_of_actor(self);
     tr__slots_each(&sys->slots, destroy_mailbox, NULL);
+    step_back_into(self, caller);
     free_parts(sys);
 }
 
@@ -302,13 +315,14 @@ void tr_system_free(tr_system *sys)
 {
     if (!sys)
         return;
-    int rc = tr_system_shutdown(sys, TR_FOREVER);
-    if (rc) {
-        /* A worker (ECONTEXT: its own; TIMEDOUT: another system's) must
-         * not wait for the stop, nor free what it runs on. */
-        tr__log(sys, "troupe: tr_system_free from a worker before the system "
-                     "was shut down: ignored (%s)", tr_strerror(rc));
+    /* A worker must not wait for the stop, nor free what it runs on: it
+     * frees only a system it has seen shut down, and otherwise leaves it
+     * as it was. */
+    tr__worker *self = tr__worker_now();
+    if (self && (self->sys == sys || !sys->torn_down)) {
+        tr__log(sys, "troupe: tr_system_free from a worker, %s: ignored",
+                self->sys == sys ? "of that system" : "before it was shut down");
         return;
     }
-    stop_and_free(sys, NULL); /* stopped: nothing waits */
+    stop_and_free(sys, self);
 }

@@ -291,7 +291,7 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
         }
         rc = join_send_waits(s, sw, flag, self);
         if (rc == 0 && !tr__deadline_passed(deadline) && waits_only_on_itself(s, sw, self))
-            rc = TR_EDEADLK;
+            rc = self && tr__actor_cancelled(self) ? TR_ECANCELED : TR_EDEADLK;
         uncount(s, &counted); /* the new holds count now, where they must */
         if (rc) {
             counted = leave_send_waits(s, sw);

@@ -72,7 +72,8 @@ typedef struct tr_select_case {
  * Returns the index of the case that fired, TR_ETIMEDOUT, TR_ECANCELED
  * (the calling actor was cancelled), TR_EDEADLK (it would wait, and every
  * case is a send into a full mailbox the caller owns: no one else could
- * make room; cycles through others are not looked for, as tr_send does),
+ * make room; unlike tr_send's, a select's waits are not followed through
+ * other actors to find longer cycles),
  * TR_EINVAL (NULL or too many cases, unknown flags, an unknown op, a NULL
  * mailbox outside an actor, a mailbox of another system), TR_ECONTEXT (a mailbox the caller does not own, an actor of
  * another system, or a worker's thread outside an actor that would have

@@ -316,6 +316,8 @@ static int sends_into_far_full(tr_actor *self)
     return 0;
 }
 
+static atomic_int far_free_early_stopped = 1;
+
 static int stops_far_sys(tr_actor *self)
 {
     (void)self;
@@ -323,6 +325,9 @@ static int stops_far_sys(tr_actor *self)
     while (!atomic_load(&far_sys->foreign_waiters))
         if (tr_sleep(tr_after_ms(1)) || tr_now() > end)
             return -1;
+    /* Too early: refused, and it leaves the system as it was. */
+    tr_system_free(far_sys);
+    atomic_store(&far_free_early_stopped, atomic_load(&far_sys->stopping));
     int rc;
     do
         atomic_fetch_add(&far_stop_calls, 1);
@@ -339,6 +344,16 @@ static int stops_far_sys(tr_actor *self)
 static atomic_int far_cleanup_ran;
 static tr_ref far_cleanup_self = 1;
 static int far_cleanup_recv_rc = 1;
+
+/* A payload left in a thread's mailbox there, released by the free. */
+static tr_ref far_leftover_self = 1;
+
+static void far_leftover_free(void *ptr, size_t len)
+{
+    (void)len;
+    free(ptr);
+    far_leftover_self = tr_self();
+}
 
 static void far_cleanup(void *arg)
 {
@@ -366,6 +381,10 @@ static void test_another_systems_actor_shuts_down_without_blocking_its_worker(vo
     tr_spawn_opts with_cleanup = TR_SPAWN_OPTS_INIT;
     with_cleanup.cleanup = far_cleanup;
     assert_int_equal(tr_spawn_loop(far_sys, test_sleep_for_ever, &with_cleanup, NULL), 0);
+    tr_mailbox *left; /* left alive: the actor's tr_system_free frees it */
+    assert_int_equal(tr_mailbox_new(far_sys, 4, &left), 0);
+    tr_msg leftover = tr_msg_buf(1, malloc(8), 8, far_leftover_free);
+    assert_int_equal(tr_send(far_sys, tr_mailbox_ref(left), &leftover, TR_NOW), 0);
     tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
     o.state = (void *)(uintptr_t)full;
     assert_int_equal(tr_spawn_loop(near, sends_into_far_full, &o, NULL), 0);
@@ -381,6 +400,8 @@ static void test_another_systems_actor_shuts_down_without_blocking_its_worker(vo
     assert_int_equal(atomic_load(&far_cleanup_ran), 1);
     assert_int_equal(far_cleanup_self, TR_REF_NONE);
     assert_int_equal(far_cleanup_recv_rc, TR_ECONTEXT);
+    assert_int_equal(far_leftover_self, TR_REF_NONE);
+    assert_int_equal(atomic_load(&far_free_early_stopped), 0);
     tr_system_free(near);
 }
 

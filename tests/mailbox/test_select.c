@@ -352,7 +352,7 @@ static void test_select_rejects_bad_cases(void **state)
 
 /* ---- a select that only the caller could unblock ------------------------ */
 
-static atomic_int own_full_rc[3];
+static atomic_int own_full_rc[4];
 
 /* Its extra mailbox is full; only it takes from it. */
 static int selects_into_its_own_full_mailbox(tr_actor *self)
@@ -369,6 +369,10 @@ static int selects_into_its_own_full_mailbox(tr_actor *self)
     /* With a receive among the cases, that one is ready. */
     tr_select_case both[2] = {send_only, {.op = TR_SELECT_RECV, .mailbox = mine}};
     atomic_store(&own_full_rc[1], tr_select(sys, both, 2, TR_SELECT_BIASED, TR_FOREVER));
+    /* Cancelled, a call that would wait says so first. */
+    if (tr_try_send(sys, tr_mailbox_ref(mine), &m) || tr_cancel(sys, tr_self()))
+        return -1;
+    atomic_store(&own_full_rc[3], tr_select(sys, &send_only, 1, 0, TR_FOREVER));
     atomic_store(&own_full_rc[2], 1);
     tr_mailbox_free(mine);
     return 0;
@@ -386,6 +390,7 @@ static void test_a_select_only_the_caller_could_unblock_is_edeadlk(void **state)
             fail_msg("the actor's select waited for itself");
     assert_int_equal(atomic_load(&own_full_rc[0]), TR_EDEADLK);
     assert_int_equal(atomic_load(&own_full_rc[1]), 1);
+    assert_int_equal(atomic_load(&own_full_rc[3]), TR_ECANCELED);
 
     /* A thread, the same; by TR_NOW it is a plain timeout. */
     tr_mailbox *mine;
