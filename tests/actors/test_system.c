@@ -1,4 +1,8 @@
 /* test_system.c - systems: configuration, independence, shutdown. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -452,6 +456,74 @@ static void test_a_send_on_a_worker_outside_an_actor_does_not_block(void **state
     tr_system_free(dtor_sys);
 }
 
+/* ---- a system that cannot start its watchdog, made by an actor ---------- */
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* The sanitizers start threads their own way: only the plain build
+ * replaces pthread_create, to fail the Nth call made on this thread. */
+static __thread int fail_thread_start_at;
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    if (!real)
+        real = (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))
+            dlsym(RTLD_NEXT, "pthread_create");
+    if (fail_thread_start_at && --fail_thread_start_at == 0)
+        return EAGAIN;
+    return real(t, attr, fn, arg);
+}
+
+static int threads_now(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static atomic_int made_rc = 1;
+
+/* One worker, then the watchdog: its start is the second call. */
+static int makes_a_system_whose_watchdog_fails(tr_actor *self)
+{
+    (void)self;
+    tr_config cfg = TR_CONFIG_INIT;
+    cfg.workers = 1;
+    cfg.watchdog_ns = 1000000000;
+    tr_system *made = NULL;
+    fail_thread_start_at = 2;
+    int rc = tr_system_new(&cfg, &made);
+    fail_thread_start_at = 0;
+    atomic_store(&made_rc, made ? 1 : rc);
+    return 0;
+}
+#endif
+
+/* The failed system's worker is stopped and joined: it was left running,
+ * as tr_system_free from a worker does nothing to a running system. */
+static void test_a_system_made_by_an_actor_that_fails_to_start_goes_away(void **state)
+{
+    (void)state;
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    tr_system *sys = test_system(1);
+    int before = threads_now();
+    assert_int_equal(tr_spawn_loop(sys, makes_a_system_whose_watchdog_fails, NULL, NULL), 0);
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (atomic_load(&made_rc) == 1)
+        if (tr_now() > end)
+            fail_msg("tr_system_new never returned");
+    assert_int_equal(atomic_load(&made_rc), TR_ESYS);
+    assert_int_equal(threads_now(), before);
+    tr_system_free(sys);
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_shutdown_from_own_worker_is_econtext),
         cmocka_unit_test(test_another_systems_actor_shuts_down_without_blocking_its_worker),
         cmocka_unit_test(test_a_send_on_a_worker_outside_an_actor_does_not_block),
+        cmocka_unit_test(test_a_system_made_by_an_actor_that_fails_to_start_goes_away),
     };
     return cmocka_run_group_tests_name("system", tests, NULL, NULL);
 }
