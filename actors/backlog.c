@@ -1,6 +1,7 @@
 /* backlog.c - spawners outside the system wait for the workers; see backlog.h. */
 #include "backlog.h"
 
+#include "deadline.h"
 #include "troupe/error.h"
 
 #define CHECK_EVERY 16
@@ -38,7 +39,7 @@ int tr__backlog_wait(tr__backlog *b, tr_deadline deadline, const atomic_bool *st
     for (;;) {
         /* The deadline first: a wake-up that came only at the deadline
          * is a wait that lasted until it, and TR_NOW posts nothing. */
-        if (deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline))
+        if (tr__deadline_passed(deadline))
             return TR_ETIMEDOUT;
         /* The earliest target is posted: its take wakes every sleeper,
          * and those still short post theirs again. */

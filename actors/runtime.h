@@ -32,6 +32,7 @@
 #include "../supervisor/signal.h"
 #include "backlog.h"
 #include "coalesce.h"
+#include "deadline.h"
 #include "hazard.h"
 #include "inject.h"
 #include "msg_timer.h"
@@ -42,13 +43,6 @@
 #include "stack.h"
 #include "timer.h"
 #include "troupe.h"
-
-/* True once `deadline` has come: TR_NOW and any past time at once,
- * TR_FOREVER never. */
-static inline bool tr__deadline_passed(tr_deadline deadline)
-{
-    return deadline <= 0 || (deadline != TR_FOREVER && tr_now() >= deadline);
-}
 
 #define TR__RUNQ_SIZE 256     /* per-worker run queue (power of two) */
 #define TR__STACK_CACHE 16    /* stacks a worker keeps for itself */

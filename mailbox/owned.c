@@ -117,30 +117,32 @@ static void forget_thread_if_idle(void)
     }
 }
 
-/* An actor's list is its own; a thread's is shared with tr_system_free. */
+/* Where the owner keeps its list of mailboxes. */
+static tr__owned_mailbox **owner_list(struct tr_mailbox *mb)
+{
+    return mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
+}
+
+/* An actor's list is its own; a thread's is shared with tr_system_free,
+ * and each change bumps its version (tr__thread_sender_ref). */
 static void lock_list(struct tr_mailbox *mb)
 {
     if (!mb->owner)
         pthread_mutex_lock(&outer(mb)->thread->lock);
 }
 
-static void unlock_list(struct tr_mailbox *mb)
-{
-    if (!mb->owner)
-        pthread_mutex_unlock(&outer(mb)->thread->lock);
-}
-
 static void unlock_changed_list(struct tr_mailbox *mb)
 {
-    if (!mb->owner)
-        atomic_fetch_add_explicit(&outer(mb)->thread->version, 1, memory_order_release);
-    unlock_list(mb);
+    if (mb->owner)
+        return;
+    atomic_fetch_add_explicit(&outer(mb)->thread->version, 1, memory_order_release);
+    pthread_mutex_unlock(&outer(mb)->thread->lock);
 }
 
 static void add_to_owner(struct tr_mailbox *mb)
 {
     lock_list(mb);
-    tr__owned_mailbox **tail = mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
+    tr__owned_mailbox **tail = owner_list(mb);
     while (*tail)
         tail = &(*tail)->next_owned;
     *tail = outer(mb);
@@ -150,7 +152,7 @@ static void add_to_owner(struct tr_mailbox *mb)
 static void remove_from_owner(struct tr_mailbox *mb)
 {
     lock_list(mb);
-    tr__owned_mailbox **p = mb->owner ? &mb->owner->owned : &outer(mb)->thread->head;
+    tr__owned_mailbox **p = owner_list(mb);
     while (*p && *p != outer(mb))
         p = &(*p)->next_owned;
     if (*p)
@@ -309,6 +311,13 @@ static void check_owned(tr__owned_mailbox *o, struct tr_mailbox *skip)
             tr__mailbox_check_waiters(&o->mb);
 }
 
+static void check_thread_owned(thread_owner *t, struct tr_mailbox *skip)
+{
+    pthread_mutex_lock(&t->lock);
+    check_owned(t->head, skip);
+    pthread_mutex_unlock(&t->lock);
+}
+
 void tr__actor_idle(struct tr_actor *a)
 {
     tr__mailbox_owner_idle(&a->mbox);
@@ -318,10 +327,7 @@ void tr__actor_idle(struct tr_actor *a)
 void tr__thread_idle(struct tr_mailbox *mb)
 {
     tr__mailbox_owner_idle(mb);
-    thread_owner *t = outer(mb)->thread;
-    pthread_mutex_lock(&t->lock);
-    check_owned(t->head, mb);
-    pthread_mutex_unlock(&t->lock);
+    check_thread_owned(outer(mb)->thread, mb);
 }
 
 void tr__owner_release_senders(struct tr_actor *a)
@@ -331,9 +337,7 @@ void tr__owner_release_senders(struct tr_actor *a)
         tr__mailbox_check_waiters(&a->mbox);
         check_owned(a->owned, NULL);
     } else if (tls_owner) {
-        pthread_mutex_lock(&tls_owner->lock);
-        check_owned(tls_owner->head, NULL);
-        pthread_mutex_unlock(&tls_owner->lock);
+        check_thread_owned(tls_owner, NULL);
     }
 }
 

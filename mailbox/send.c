@@ -165,18 +165,21 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
                                                   struct tr_mailbox *mb, tr_msg *m,
                                                   tr_deadline deadline)
 {
+    /* An actor stays itself across its waits, on whatever worker; a
+     * thread is a worker or not for good. */
+    tr__worker *w = tr__worker_now();
+    tr_actor *self = w ? w->current : NULL;
     int rc;
     for (;;) {
         if (tr__deadline_passed(deadline)) {
             rc = TR_ETIMEDOUT;
             break;
         }
-        tr_actor *self = tr_current();
         if (self && tr__actor_cancelled(self)) {
             rc = TR_ECANCELED;
             break;
         }
-        if (!self && tr__worker_now()) {
+        if (!self && w) {
             rc = TR_ECONTEXT; /* a worker outside an actor must not block */
             break;
         }

@@ -53,17 +53,21 @@ static int adder(tr_actor *self, tr_msg *m)
     return 0;
 }
 
+static tr_ref spawn_adder(tr_system *sys, uint64_t *sum)
+{
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.state = sum;
+    tr_ref r;
+    assert_int_equal(tr_spawn(sys, adder, &o, &r), 0);
+    return r;
+}
+
 static void test_two_systems_work_independently(void **state)
 {
     (void)state;
     tr_system *a = test_system(1), *b = test_system(2);
     uint64_t sum_a = 0, sum_b = 0;
-    tr_spawn_opts oa = TR_SPAWN_OPTS_INIT, ob = TR_SPAWN_OPTS_INIT;
-    oa.state = &sum_a;
-    ob.state = &sum_b;
-    tr_ref ra, rb;
-    assert_int_equal(tr_spawn(a, adder, &oa, &ra), 0);
-    assert_int_equal(tr_spawn(b, adder, &ob, &rb), 0);
+    tr_ref ra = spawn_adder(a, &sum_a), rb = spawn_adder(b, &sum_b);
     tr_mailbox *ma, *mb;
     assert_int_equal(tr_mailbox_new(a, 4, &ma), 0);
     assert_int_equal(tr_mailbox_new(b, 4, &mb), 0);
@@ -91,12 +95,7 @@ static void test_refs_of_one_system_name_nothing_in_another(void **state)
     (void)state;
     tr_system *a = test_system(1), *b = test_system(1);
     uint64_t sum_a = 0, sum_b = 0;
-    tr_spawn_opts oa = TR_SPAWN_OPTS_INIT, ob = TR_SPAWN_OPTS_INIT;
-    oa.state = &sum_a;
-    ob.state = &sum_b;
-    tr_ref ra, rb;
-    assert_int_equal(tr_spawn(a, adder, &oa, &ra), 0);
-    assert_int_equal(tr_spawn(b, adder, &ob, &rb), 0);
+    tr_ref ra = spawn_adder(a, &sum_a), rb = spawn_adder(b, &sum_b);
     /* The same slot in each table: only the generations tell them apart. */
     assert_int_equal((uint32_t)ra, (uint32_t)rb);
     tr_msg m = tr_msg_words(1, 5, 0);

@@ -37,6 +37,17 @@ static void end_it(tr_system *sys, tr_ref r, int reason)
     assert_int_equal(tr_send(sys, r, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
 }
 
+/* The ref of an actor that has ended normally, and is known to be gone. */
+static tr_ref spawn_ended(tr_system *sys)
+{
+    tr_ref r = spawn_ender(sys);
+    end_it(sys, r, 0);
+    tr_msg probe = tr_msg_words(7, 0, 0);
+    while (tr_try_send(sys, r, &probe) != TR_ENOACTOR)
+        usleep(1000);
+    return r;
+}
+
 /* ---- monitors ------------------------------------------------------------ */
 
 static tr_ref target_ref;
@@ -108,11 +119,7 @@ static void test_monitoring_an_ended_actor_delivers_down_at_once(void **state)
     (void)state;
     tr_system *sys = test_system(2);
     assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
-    target_ref = spawn_ender(sys);
-    end_it(sys, target_ref, 0);
-    tr_msg probe = tr_msg_words(7, 0, 0);
-    while (tr_try_send(sys, target_ref, &probe) != TR_ENOACTOR)
-        usleep(1000);
+    target_ref = spawn_ended(sys);
     assert_int_equal(tr_spawn_loop(sys, late_watcher, NULL, NULL), 0);
     tr_msg d = test_recv(done_mb);
     assert_int_equal(d.tag, 5);
@@ -544,11 +551,7 @@ static void test_cancel_wait_on_an_ended_actor_is_0_even_with_tr_now(void **stat
     (void)state;
     tr_system *sys = test_system(2);
     assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
-    target_ref = spawn_ender(sys);
-    end_it(sys, target_ref, 0);
-    tr_msg probe = tr_msg_words(7, 0, 0);
-    while (tr_try_send(sys, target_ref, &probe) != TR_ENOACTOR)
-        usleep(1000);
+    target_ref = spawn_ended(sys);
     int reason;
     assert_int_equal(polls(sys, &reason), POLLS);
     assert_int_equal(tr_spawn_loop(sys, polls_from_an_actor, NULL, NULL), 0);
