@@ -6,15 +6,16 @@
 #   BENCH_SCALE, WORKERS, COALESCE_NS, SPAWN_BACKLOG  passed through to every program
 #   BENCH_LIMIT=300       seconds before a program is killed as hung
 #
-# stdout carries only the programs' JSON lines; progress and the summary
-# go to stderr.  Exits non-zero if any program fails or is missing.
+# stdout carries only the programs' JSON lines; progress, the machine's
+# speed (bench/calibrate.c) and the summary go to stderr.  Exits non-zero
+# if any program fails or is missing.
 build=${BUILD:-build/release}
 limit=${BENCH_LIMIT:-300}
 dir=$build/bench
 
 if [ $# -eq 0 ]; then
   for p in "$dir"/*; do
-    [ -f "$p" ] && [ -x "$p" ] && set -- "$@" "${p##*/}"
+    [ -f "$p" ] && [ -x "$p" ] && [ "${p##*/}" != calibrate ] && set -- "$@" "${p##*/}"
   done
   [ $# -gt 0 ] || { echo "run.sh: no benchmarks in $dir" >&2; exit 1; }
 fi
@@ -25,6 +26,8 @@ if command -v timeout >/dev/null 2>&1; then
 else
   limiter=""
 fi
+
+[ -x "$dir/calibrate" ] && "$dir/calibrate" >&2
 
 passed=0; failed=0; failures=""
 for name in "$@"; do
