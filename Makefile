@@ -6,6 +6,7 @@
 #   make demo       the samples: the pipeline, then the supervision tree
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make SANITIZE=address|thread   one sanitizer build (build/asan, build/tsan)
+#   make CTX=ucontext              the portable context switch (build/release-ucontext, ...)
 #   V=1             show the commands
 
 VERSION   := 0.5.0
@@ -35,9 +36,12 @@ else
 endif
 
 # The context switch: assembly where we have it, swapcontext elsewhere.
+# The switch changes the size of tr__ctx in every object, so CTX=ucontext
+# builds in a directory of its own (sharing one linked stale objects).
 ifeq ($(CTX),ucontext)
   CTX_SRC := actors/ctx_ucontext.c
   CTX_DEF := -DTR_CTX_UCONTEXT
+  BUILD   := $(BUILD)-ucontext
 else ifeq ($(ARCH),x86_64)
   CTX_SRC := actors/ctx_x86_64.S actors/ctx_frame.c
 else ifeq ($(ARCH),aarch64)

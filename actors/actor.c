@@ -1,7 +1,6 @@
 /*
  * actor.c - an actor's life: spawn, turns, exit and destruction.
  */
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,15 +277,11 @@ void tr_exit(int reason)
     tr__actor_run_cleanups(a); /* here, on the stack they may refer to */
     /* A handler that blocked may have moved us to another worker. */
     w = tr__worker_now();
-    /* We cannot unwind, so we leave this stack for good; that needs
-     * another one to go on with.  If memory is that short, wait. */
-    while (!tr__worker_reserve_stack(w))
-        sched_yield();
+    /* We cannot unwind, so we leave this stack for good. */
     a->exit_reason = final_reason(a, reason);
     w->current = NULL;
     w->exiting = a;
-    tr__worker_leave(w, tr__worker_fresh_stack(w), true);
-    __builtin_unreachable();
+    tr__worker_leave_for_good(w);
 }
 
 static int cancel(tr_system *sys, tr_ref ref, bool abandon)

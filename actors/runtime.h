@@ -259,6 +259,9 @@ void tr__actor_finish(struct tr_actor *a);
 bool tr__worker_reserve_stack(tr__worker *w);
 tr__stack *tr__worker_fresh_stack(tr__worker *w);
 void tr__worker_leave(tr__worker *w, tr__stack *to, bool abandon);
+/* Leave the current stack, never to come back, and go on with the
+ * scheduler on another (w->exiting, if set, is finished on arrival). */
+void tr__worker_leave_for_good(tr__worker *w) __attribute__((noreturn));
 void tr__worker_start_private(tr__worker *w, struct tr_actor *a);
 void tr__wake_all_workers(struct tr_system *sys);
 

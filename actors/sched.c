@@ -100,6 +100,7 @@ static void arrive(tr__stack *me)
 /* Switch from `from` to `to`; `abandon` if `from` is never resumed. */
 static void switch_stack(tr__stack *from, tr__stack *to, bool abandon)
 {
+    tr__stack_switching_out(from, __builtin_frame_address(0));
     TR_ASAN_START_SWITCH(abandon ? NULL : &from->asan_fake, to->lo, to->size);
     TR_TSAN_SWITCH_TO(to->tsan_fiber);
     tr__ctx_switch(&from->ctx, &to->ctx);
@@ -145,11 +146,7 @@ static void private_entry(void *arg)
     a->stack = NULL;
     arrive(me);
     tr__actor_body(a);
-    tr__worker *w = tr__worker_now(); /* the body may have moved us */
-    while (!tr__worker_reserve_stack(w))
-        sched_yield(); /* memory that short: wait, as tr_exit does */
-    tr__worker_leave(w, tr__worker_fresh_stack(w), true);
-    __builtin_unreachable();
+    tr__worker_leave_for_good(tr__worker_now()); /* the body may have moved us */
 }
 
 void tr__worker_start_private(tr__worker *w, struct tr_actor *a)
@@ -165,6 +162,21 @@ void tr__worker_leave(tr__worker *w, tr__stack *to, bool abandon)
         tr__stack_abandon(w->stack, __builtin_frame_address(0));
     }
     switch_stack(w->stack, to, abandon);
+}
+
+/*
+ * With no stack to be had (every one held by a parked actor, the map
+ * count spent), go by way of the thread's own: arriving there frees the
+ * stack we leave, and tr__worker_main starts the scheduler on it again.
+ * Waiting here for a stack instead spun for ever once none could come
+ * back (this worker was the one to run their actors), and the system
+ * could then never stop (a review: 4 runs of 4).
+ */
+void tr__worker_leave_for_good(tr__worker *w)
+{
+    tr__worker_leave(w, tr__worker_reserve_stack(w) ? tr__worker_fresh_stack(w) : &w->native,
+                     true);
+    __builtin_unreachable();
 }
 
 /* ------------------------------------------------------------------ */
@@ -636,6 +648,20 @@ static void native_bounds(tr__stack *native)
     native->tsan_fiber = TR_TSAN_FIBER_CURRENT();
 }
 
+/* A stack to go on with after a visit to the thread's own, or NULL when
+ * the system stops.  The stack just left is in the cache by now, unless
+ * it went back to the pool and another worker took it. */
+static tr__stack *stack_to_resume_on(tr__worker *w)
+{
+    while (!atomic_load_explicit(&w->sys->stopping, memory_order_relaxed)) {
+        tr__stack *st = tr__worker_fresh_stack(w);
+        if (st)
+            return st;
+        sched_yield();
+    }
+    return NULL;
+}
+
 void *tr__worker_main(void *arg)
 {
     tr__worker *w = arg;
@@ -644,11 +670,10 @@ void *tr__worker_main(void *arg)
     tls_worker = w;
     prctl(PR_SET_TIMERSLACK, 1000UL);
     native_bounds(&w->native);
-    tr__stack *first = tr__worker_fresh_stack(w);
-    if (first) {
-        switch_stack(&w->native, first, false);
-    }
-    /* Back on the thread's own stack: the system is stopping. */
+    /* Back on the thread's own stack: the system is stopping, or a turn
+     * had no other stack to leave its own for (tr__worker_leave_for_good). */
+    for (tr__stack *st = tr__worker_fresh_stack(w); st; st = stack_to_resume_on(w))
+        switch_stack(&w->native, st, false);
     if (w->spare)
         stack_put(w, w->spare);
     w->spare = NULL;

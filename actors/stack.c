@@ -43,6 +43,22 @@ tr__stack *tr__stack_new(size_t size, int guard)
     return st;
 }
 
+/* Below the mark: the frames of the switch itself, under the address
+ * that marked it, and a margin. */
+#define ASAN_CLEAN_MARGIN 4096
+
+/* Clear the redzones that frames which never returned left on `st`. */
+static void asan_clean(tr__stack *st)
+{
+    if (!st->asan_low)
+        return;
+    char *from = st->asan_low - ASAN_CLEAN_MARGIN;
+    if (from < (char *)st->lo)
+        from = st->lo;
+    TR_ASAN_UNPOISON(from, (size_t)((char *)st->lo + st->size - from));
+    st->asan_low = NULL;
+}
+
 void tr__stack_free(tr__stack *st)
 {
     if (!st)
@@ -51,7 +67,7 @@ void tr__stack_free(tr__stack *st)
     TR_TSAN_FIBER_FREE(st->tsan_fiber);
     /* Abandoned frames leave redzones; clear them before the address
      * range can be reused for something else. */
-    TR_ASAN_UNPOISON(st->lo, st->size);
+    asan_clean(st);
     munmap((char *)st->lo - st->guard, st->map_len);
 }
 
@@ -106,7 +122,7 @@ void tr__stack_pool_put(tr__stack_pool *pool, tr__stack *st)
 void tr__stack_prepare(tr__stack *st, void (*fn)(void *), void *arg)
 {
     /* Frames abandoned on a recycled stack may have left ASan redzones. */
-    TR_ASAN_UNPOISON(st->lo, st->size);
+    asan_clean(st);
     st->asan_fake = NULL;
 #ifdef TR_TSAN
     /* TSan keeps a shadow call stack per fiber, and the frames abandoned

@@ -30,6 +30,7 @@ typedef struct tr__stack {
     void *tsan_fiber;       /* TSan's fiber for this stack */
     unsigned valgrind_id;
     size_t tsan_left;       /* bytes of frames left on it for TSan's fiber (TSan builds) */
+    char *asan_low;         /* lowest switch-out since it was last cleaned (ASan builds) */
     struct tr__stack *next; /* pool link */
 } tr__stack;
 
@@ -62,6 +63,24 @@ static inline void tr__stack_abandon(tr__stack *st, const void *sp)
 {
 #ifdef TR_TSAN
     st->tsan_left += (size_t)((const char *)st - (const char *)sp);
+#else
+    (void)st, (void)sp;
+#endif
+}
+
+/*
+ * The code running on `st` switches away from it at `sp`.  The frames
+ * above stay until they return, or for good, and with them their ASan
+ * redzones: this marks how far down the stack must be cleaned before it
+ * is reused or unmapped (cleaning it all cost size / 8 bytes of shadow
+ * at every reuse, and a stack of a TiB was OOM-killed).  Only the thread
+ * running on `st`.
+ */
+static inline void tr__stack_switching_out(tr__stack *st, const void *sp)
+{
+#ifdef TR_ASAN
+    if (!st->asan_low || (const char *)sp < st->asan_low)
+        st->asan_low = (char *)sp;
 #else
     (void)st, (void)sp;
 #endif

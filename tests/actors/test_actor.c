@@ -1,4 +1,6 @@
 /* test_actor.c - actors: spawning, handlers and loops, exit, yield, refs. */
+#include <errno.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <stdatomic.h>
@@ -261,6 +263,108 @@ static void test_exited_actor_ref_is_stale(void **state)
     assert_int_equal(tr_send(sys, TR_REF_NONE, &m, TR_NOW), TR_ENOACTOR);
     tr_mailbox_free(done_mb);
     tr_system_free(sys);
+}
+
+/* ---- a huge private stack ------------------------------------------------- */
+
+/* The process's peak resident memory, in KiB. */
+static long peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static atomic_int huge_ran;
+
+static int runs_shallow(tr_actor *self)
+{
+    (void)self;
+    atomic_store(&huge_ran, 1);
+    return 0;
+}
+
+/* Only the pages used count, in every build.  The ASan build cleaned the
+ * whole stack's shadow when it prepared and freed it: 1 GiB more here. */
+static void test_a_huge_private_stack_costs_only_what_it_uses(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    long before = peak_rss_kb();
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.stack_size = (size_t)8 << 30;
+    assert_int_equal(tr_spawn_loop(sys, runs_shallow, &o, NULL), 0);
+    tr_deadline end = tr_after_ms(TEST_DEADLINE_MS);
+    while (!atomic_load(&huge_ran) && tr_now() < end)
+        usleep(1000);
+    assert_int_equal(atomic_load(&huge_ran), 1);
+    tr_system_free(sys);
+    assert_true(peak_rss_kb() - before < 64 * 1024);
+}
+
+/* ---- tr_exit when no stack can be had ------------------------------------ */
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* The sanitizers map memory their own way: only the plain build replaces
+ * mmap, to refuse new coroutine stacks (MAP_STACK) while this is set. */
+static atomic_bool refuse_stacks;
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if ((flags & MAP_STACK) && atomic_load(&refuse_stacks)) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+static int exits_on_second(tr_actor *self, tr_msg *m)
+{
+    test_send(tr_actor_system(self), tr_mailbox_ref(done_mb), 9, m->tag, 0);
+    if (m->tag == 2)
+        tr_exit(-7);
+    return 0;
+}
+#endif
+
+/*
+ * A handler's tr_exit on a fresh worker, whose stack cache is empty, with
+ * no stack to be had: it went on waiting for one, on the only worker that
+ * could have given one back, and the system could never stop (a review:
+ * every run).  It goes by way of the thread's own stack now, which frees
+ * the one it leaves.
+ */
+static void test_exit_with_no_stack_to_be_had_goes_on(void **state)
+{
+    (void)state;
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 16, &done_mb), 0);
+    tr_ref h, echo;
+    assert_int_equal(tr_spawn(sys, exits_on_second, NULL, &h), 0);
+    assert_int_equal(test_send(sys, h, 1, 0, 0), 0);
+    assert_int_equal(test_recv(done_mb).a, 1);
+    atomic_store(&refuse_stacks, true);
+    assert_int_equal(test_send(sys, h, 2, 0, 0), 0);
+    assert_int_equal(test_recv(done_mb).a, 2);
+    assert_int_equal(wait_stale(sys, h), TR_ENOACTOR);
+    /* The worker goes on without a new stack, and stops. */
+    assert_int_equal(tr_spawn(sys, exits_on_second, NULL, &echo), 0);
+    assert_int_equal(test_send(sys, echo, 1, 0, 0), 0);
+    tr_msg m;
+    assert_int_equal(tr_mailbox_recv(done_mb, &m, tr_after_ms(5000)), 0);
+    assert_int_equal(m.a, 1);
+    atomic_store(&refuse_stacks, false);
+    assert_int_equal(tr_system_shutdown(sys, tr_after_ms(5000)), 0);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+#endif
 }
 
 /*
@@ -550,6 +654,8 @@ int main(void)
         cmocka_unit_test(test_recv_with_deadline_times_out_and_consumes_nothing),
         cmocka_unit_test(test_recv_ended_by_a_message_cancels_its_timer),
         cmocka_unit_test(test_exited_actor_ref_is_stale),
+        cmocka_unit_test(test_exit_with_no_stack_to_be_had_goes_on),
+        cmocka_unit_test(test_a_huge_private_stack_costs_only_what_it_uses),
         cmocka_unit_test(test_many_exits_from_deep_calls_on_one_worker),
         cmocka_unit_test(test_yield_lets_the_other_actor_run_on_one_worker),
         cmocka_unit_test(test_actors_that_migrate_between_workers_see_themselves),
