@@ -183,6 +183,10 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
             rc = TR_ECONTEXT; /* a worker outside an actor must not block */
             break;
         }
+        if (!self && tr__mailbox_owned_by(mb, NULL)) {
+            rc = TR_EDEADLK; /* only this thread could make room */
+            break;
+        }
         if (self && tr_actor_system(self) != sys)
             return send_from_another_system(sys, hold, mb, self, m, deadline);
         if ((rc = tr__hold_across_wait(sys, hold)))
