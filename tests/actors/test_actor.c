@@ -314,10 +314,12 @@ static void test_a_huge_private_stack_costs_only_what_it_uses(void **state)
 /* The sanitizers map memory their own way: only the plain build replaces
  * mmap, to refuse new coroutine stacks (MAP_STACK) while this is set. */
 static atomic_bool refuse_stacks;
+static atomic_int stacks_refused;
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     if ((flags & MAP_STACK) && atomic_load(&refuse_stacks)) {
+        atomic_fetch_add(&stacks_refused, 1);
         errno = ENOMEM;
         return MAP_FAILED;
     }
@@ -361,6 +363,7 @@ static void test_exit_with_no_stack_to_be_had_goes_on(void **state)
     assert_int_equal(tr_mailbox_recv(done_mb, &m, tr_after_ms(5000)), 0);
     assert_int_equal(m.a, 1);
     atomic_store(&refuse_stacks, false);
+    assert_true(atomic_load(&stacks_refused) > 0); /* the exit did ask for one */
     assert_int_equal(tr_system_shutdown(sys, tr_after_ms(5000)), 0);
     tr_mailbox_free(done_mb);
     tr_system_free(sys);
