@@ -28,7 +28,7 @@
 typedef struct thread_owner {
     _Atomic uint32_t flag;           /* 0 while the thread sleeps */
     atomic_uint refs;                /* its mailboxes, + 1 for the thread */
-    pthread_mutex_t lock;            /* guards head and every next_owned */
+    pthread_mutex_t lock;            /* guards the list (head, links) */
     struct tr__owned_mailbox *head;  /* oldest first */
     atomic_uint version;             /* + 1 at each change of the list */
     /* The owner's last sender-ref lookup, good while `version` stays
@@ -41,7 +41,11 @@ typedef struct thread_owner {
 struct tr__owned_mailbox {
     struct tr_mailbox mb;            /* first member */
     thread_owner *thread;            /* NULL: owned by mb.owner */
-    struct tr__owned_mailbox *next_owned;
+    /* The owner's list, oldest first: next_owned ends with NULL, and the
+     * head's prev_owned is the tail, so adding and removing take O(1)
+     * however many mailboxes an owner keeps.  prev_owned is NULL once
+     * off the list. */
+    struct tr__owned_mailbox *next_owned, *prev_owned;
 };
 
 static TR__THREAD_LOCAL thread_owner *tls_owner;
@@ -142,21 +146,32 @@ static void unlock_changed_list(struct tr_mailbox *mb)
 static void add_to_owner(struct tr_mailbox *mb)
 {
     lock_list(mb);
-    tr__owned_mailbox **tail = owner_list(mb);
-    while (*tail)
-        tail = &(*tail)->next_owned;
-    *tail = outer(mb);
+    tr__owned_mailbox **head = owner_list(mb), *o = outer(mb);
+    o->next_owned = NULL;
+    if (*head) {
+        o->prev_owned = (*head)->prev_owned;
+        o->prev_owned->next_owned = o;
+        (*head)->prev_owned = o;
+    } else {
+        o->prev_owned = o;
+        *head = o;
+    }
     unlock_changed_list(mb);
 }
 
 static void remove_from_owner(struct tr_mailbox *mb)
 {
     lock_list(mb);
-    tr__owned_mailbox **p = owner_list(mb);
-    while (*p && *p != outer(mb))
-        p = &(*p)->next_owned;
-    if (*p)
-        *p = outer(mb)->next_owned;
+    tr__owned_mailbox **head = owner_list(mb), *o = outer(mb);
+    if (o->prev_owned) {
+        tr__owned_mailbox *after = o->next_owned ? o->next_owned : *head;
+        after->prev_owned = o->prev_owned; /* the head's, if o was the tail */
+        if (o == *head)
+            *head = o->next_owned;
+        else
+            o->prev_owned->next_owned = o->next_owned;
+        o->prev_owned = o->next_owned = NULL;
+    }
     unlock_changed_list(mb);
 }
 
@@ -268,9 +283,9 @@ void tr_mailbox_free(tr_mailbox *mb)
 void tr__actor_free_mailboxes(struct tr_actor *a)
 {
     while (a->owned) {
-        tr__owned_mailbox *o = a->owned;
-        a->owned = o->next_owned;
-        let_go(&o->mb);
+        struct tr_mailbox *mb = &a->owned->mb;
+        remove_from_owner(mb);
+        let_go(mb);
     }
 }
 
@@ -320,8 +335,13 @@ static void check_thread_owned(thread_owner *t, struct tr_mailbox *skip)
 
 void tr__actor_idle(struct tr_actor *a)
 {
-    tr__mailbox_owner_idle(&a->mbox);
+    /* Walk the owned list while the turn is still ours: once the flag is
+     * down, another worker may run the next turn and free those mailboxes.
+     * Room waiters do not need the flag down first: the fence orders our
+     * takes before the nwaiters reads, and pairs with add_waiter. */
+    tr__fence();
     check_owned(a->owned, NULL);
+    tr__mailbox_owner_idle(&a->mbox);
 }
 
 void tr__thread_idle(struct tr_mailbox *mb)

@@ -806,6 +806,76 @@ static void test_two_systems_waiting_on_each_other_stop_at_once(void **state)
     }
 }
 
+/* ---- an actor's own mailboxes as its turn ends ---------------------------- */
+
+/* Many owned mailboxes make the end of a turn, which looks at each for a
+ * sender waiting for room, long; the next message comes in the middle of
+ * that look and is run on the other worker, where it frees them all. */
+enum { OWNED_MANY = 10000, OWNED_ROUNDS = 60 / TEST_SCALE };
+enum { MAKE_OWNED = 1, FREE_OWNED, STOP_OWNING };
+
+typedef struct owning {
+    tr_mailbox *mb[OWNED_MANY];
+    tr_ref report;
+} owning;
+
+static int owns_many(tr_actor *self, tr_msg *m)
+{
+    owning *o = tr_actor_state(self);
+    switch (m->tag) {
+    case MAKE_OWNED:
+        for (int i = 0; i < OWNED_MANY; i++)
+            assert_int_equal(tr_mailbox_new(tr_actor_system(self), 1, &o->mb[i]), 0);
+        break;
+    case FREE_OWNED: /* odd ones first: off the middle and the tail too */
+        for (int first = 1; first >= 0; first--)
+            for (int i = first; i < OWNED_MANY; i += 2)
+                tr_mailbox_free(o->mb[i]);
+        break;
+    default:
+        return TR_STOP; /* its exit frees them */
+    }
+    return test_send(tr_actor_system(self), o->report, m->tag, 0, 0);
+}
+
+static void spin_ns(int64_t ns)
+{
+    int64_t until = tr_now() + ns;
+    while (tr_now() < until)
+        ;
+}
+
+static void test_mailboxes_freed_by_the_next_turn_are_not_touched_by_the_last(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(2);
+    tr_mailbox *report;
+    assert_int_equal(tr_mailbox_new(sys, 4, &report), 0);
+    owning *o = calloc(1, sizeof *o);
+    o->report = tr_mailbox_ref(report);
+    for (int round = 0; round < OWNED_ROUNDS; round++) {
+        bool stop = round % 2;
+        tr_spawn_opts opts = TR_SPAWN_OPTS_INIT;
+        opts.state = o;
+        tr_ref owner;
+        assert_int_equal(tr_spawn(sys, owns_many, &opts, &owner), 0);
+        assert_int_equal(test_send(sys, owner, MAKE_OWNED, 0, 0), 0);
+        tr_msg made; /* polled: a thread's wake-up would take longer than the look */
+        while (tr_mailbox_recv(report, &made, TR_NOW) == TR_ETIMEDOUT)
+            ;
+        assert_int_equal(made.tag, MAKE_OWNED);
+        spin_ns((round % 20) * 1000); /* land somewhere in the turn's end */
+        assert_int_equal(test_send(sys, owner, stop ? STOP_OWNING : FREE_OWNED, 0, 0), 0);
+        if (!stop) {
+            assert_int_equal(test_recv(report).tag, FREE_OWNED);
+            assert_int_equal(test_send(sys, owner, STOP_OWNING, 0, 0), 0);
+        }
+    }
+    free(o);
+    tr_mailbox_free(report);
+    tr_system_free(sys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -827,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_a_send_waiting_on_another_system_ends_when_that_system_stops),
         cmocka_unit_test(test_two_systems_waiting_on_each_other_stop_at_once),
         cmocka_unit_test(test_sends_from_another_system_to_actors_that_come_and_go),
+        cmocka_unit_test(test_mailboxes_freed_by_the_next_turn_are_not_touched_by_the_last),
     };
     return cmocka_run_group_tests_name("mailbox", tests, NULL, NULL);
 }
