@@ -394,6 +394,16 @@ void tr__thread_mailbox_reap(struct tr_mailbox *mb);
 bool tr__mailbox_owned_here(struct tr_mailbox *mb);
 bool tr__mailbox_owned_by(struct tr_mailbox *mb, struct tr_actor *self);
 
+/*
+ * Where the owner of `mb` (actor or thread) publishes the mailbox that a
+ * send of its own waits on (deadlock.h); one word per owner, so its
+ * address also names the owner.  The owner lives while `mb` does.  The
+ * calling thread's word is NULL if it owns no mailbox: then no one can
+ * wait on it, and it closes no cycle.
+ */
+_Atomic tr_ref *tr__mailbox_owner_waiting(struct tr_mailbox *mb);
+_Atomic tr_ref *tr__thread_waiting(void);
+
 /* The actor ends: close and let go of every mailbox it made. */
 void tr__actor_free_mailboxes(struct tr_actor *a);
 

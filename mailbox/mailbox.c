@@ -168,6 +168,8 @@ static void wake_one_sender(struct tr_mailbox *mb)
         }
         if (!w->actor) {
             w->woken = true;
+            if (w->waiting)
+                tr__deadlock_leave(w->waiting); /* no false cycle */
             word = &w->word;
             atomic_store_explicit(word, 1, memory_order_release);
             break;
@@ -176,7 +178,7 @@ static void wake_one_sender(struct tr_mailbox *mb)
         if (tr__actor_claim(w->actor, w->token)) {
             w->woken = true;
             actor = w->actor;
-            tr__deadlock_leave(actor); /* it waits no more: no false cycle */
+            tr__deadlock_leave(w->waiting); /* it waits no more: no false cycle */
             break;
         }
     }
@@ -335,7 +337,7 @@ void tr__mailbox_remove_waiter(struct tr_mailbox *mb, tr__waiter *w, bool used)
 static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
                            tr_deadline deadline)
 {
-    tr__waiter w = {.actor = self};
+    tr__waiter w = {.actor = self, .waiting = &self->waiting_on};
     tr__owner_release_senders(self);
     int rc = tr__actor_park_begin(self, TR__PARK_WAIT, deadline, &w.token);
     if (rc)
@@ -346,14 +348,14 @@ static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
     }
     /* Published: now look for a cycle, room or a cancel.  Each of them
      * is seen here or by whoever makes it happen after our wait. */
-    rc = tr__deadlock_enter(self, mb) ? TR_EDEADLK : 0;
+    rc = tr__deadlock_enter(w.waiting, mb) ? TR_EDEADLK : 0;
     bool ours = (rc || tr__mailbox_has_room(mb) || tr__actor_cancelled(self)) &&
                 tr__actor_claim(self, w.token);
     if (ours)
         tr__actor_park_cancel(self, w.token);
     else
         tr__actor_park_switch(self);
-    tr__deadlock_leave(self);
+    tr__deadlock_leave(w.waiting);
     remove_waiter(mb, &w);
     if (atomic_load_explicit(&mb->closed, memory_order_acquire))
         return mb->closed_error;
@@ -366,20 +368,32 @@ static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
 
 static int wait_room_thread(struct tr_mailbox *mb, tr_deadline deadline)
 {
-    tr__waiter w = {.actor = NULL};
+    /* A thread's wait with a deadline ends on its own, and so does any
+     * cycle through it: only one for ever is on the chain.  (The threads
+     * of an application often wait briefly while actors wait for ever;
+     * those actors would get TR_EDEADLK from cycles about to break.) */
+    tr__waiter w = {.actor = NULL,
+                    .waiting = deadline == TR_FOREVER ? tr__thread_waiting() : NULL};
     int rc = 0;
 
     tr__owner_release_senders(NULL);
     if (!tr__mailbox_add_waiter(mb, &w))
         return mb->closed_error;
-    while (!tr__mailbox_has_room(mb) && !atomic_load_explicit(&w.word, memory_order_acquire)) {
+    /* As an actor does; a thread that owns no mailbox closes no cycle. */
+    if (w.waiting && tr__deadlock_enter(w.waiting, mb))
+        rc = TR_EDEADLK;
+    while (!rc && !tr__mailbox_has_room(mb) &&
+           !atomic_load_explicit(&w.word, memory_order_acquire)) {
         if (tr__futex_wait(&w.word, 0, deadline) == TR_ETIMEDOUT) {
             rc = TR_ETIMEDOUT;
             break;
         }
     }
+    if (w.waiting)
+        tr__deadlock_leave(w.waiting);
     remove_waiter(mb, &w);
-    /* A receiver may have picked us just as we timed out: use its room. */
+    /* A receiver may have picked us just as we timed out, or as we saw
+     * the cycle it was breaking: use its room. */
     if (w.woken)
         rc = 0;
     if (atomic_load_explicit(&mb->closed, memory_order_acquire))

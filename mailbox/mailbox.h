@@ -56,6 +56,8 @@ typedef struct tr__waiter {
     _Atomic uint32_t *flag;    /* select waiters: the flag to raise */
     uint32_t token;            /* actor send waiters: the park token */
     _Atomic uint32_t word;     /* thread send waiters: 1 once woken */
+    _Atomic tr_ref *waiting;   /* send waiters: the owner word they
+                                * published (deadlock.h), or NULL */
     bool listed;               /* on the list (under the mailbox lock) */
     bool woken;                /* taken off the list by a receiver */
 } tr__waiter;

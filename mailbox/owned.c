@@ -31,6 +31,7 @@ typedef struct thread_owner {
     pthread_mutex_t lock;            /* guards the list (head, links) */
     struct tr__owned_mailbox *head;  /* oldest first */
     atomic_uint version;             /* + 1 at each change of the list */
+    _Atomic tr_ref waiting_on;       /* the mailbox a send of it waits on */
     /* The owner's last sender-ref lookup, good while `version` stays
      * (the owner's thread only): a send need not take the lock. */
     const tr_system *seen_sys;
@@ -180,6 +181,16 @@ bool tr__mailbox_owned_by(struct tr_mailbox *mb, struct tr_actor *self)
     if (mb->owner)
         return self == mb->owner;
     return !self && outer(mb)->thread == tls_owner;
+}
+
+_Atomic tr_ref *tr__mailbox_owner_waiting(struct tr_mailbox *mb)
+{
+    return mb->owner ? &mb->owner->waiting_on : &outer(mb)->thread->waiting_on;
+}
+
+_Atomic tr_ref *tr__thread_waiting(void)
+{
+    return tls_owner ? &tls_owner->waiting_on : NULL;
 }
 
 bool tr__mailbox_owned_here(struct tr_mailbox *mb)

@@ -132,8 +132,10 @@ TR_API const char *tr_actor_name(const tr_actor *self); /* "" if none */
  * such actor or mailbox, or it is gone), TR_ECLOSED (a closed mailbox),
  * TR_ESHUTDOWN (the other system of such a send stopped meanwhile),
  * TR_ECANCELED (the calling actor was cancelled while it would wait),
- * TR_EDEADLK (an actor whose wait would close a cycle of full mailboxes,
- * docs/mailbox.md; a thread sending into a full mailbox of its own),
+ * TR_EDEADLK (its wait would close a cycle of full mailboxes, through
+ * actors, and threads that own mailboxes and wait with TR_FOREVER,
+ * docs/mailbox.md; or a thread sends into a full mailbox of its own,
+ * whatever its deadline),
  * TR_ECONTEXT (a worker's thread outside an actor, as
  * in a payload destructor that the runtime runs, would have to wait: a
  * worker never blocks), TR_EINVAL (NULL msg), or TR_ENOMEM (the first

@@ -41,51 +41,122 @@ static int sender(tr_actor *self)
     return 0;
 }
 
-static void run_cycle(int len)
+/* The test's thread as member 0 of the ring: the sends and the drain of
+ * `sender`, on the thread's mailbox `mine`, each send waiting until
+ * `deadline`.  Both sends' results go in rc[2]. */
+static void thread_member(tr_system *sys, tr_mailbox *mine, tr_deadline deadline, int rc[2])
 {
+    atomic_fetch_add(&ready, 1);
+    while (atomic_load(&ready) < ring_len)
+        usleep(100);
+    for (int i = 0; i < 2; i++) {
+        tr_msg out = tr_msg_words(7, 0, (uint64_t)i);
+        rc[i] = tr_send(sys, ring[1], &out, deadline);
+    }
+    tr_msg m;
+    while (tr_mailbox_recv(mine, &m, tr_after_ms(200)) == 0)
+        ;
+}
+
+/* A cycle of `len` senders, each with a mailbox of one.  thread_ms puts
+ * the test's thread in it instead of its first actor, its sends waiting
+ * that long (-1: TR_FOREVER); 0 leaves it out.  The results of the
+ * senders' sends, two each, the thread's first, go in rc. */
+static void run_cycle(int len, int thread_ms, int rc[2 * MAXRING])
+{
+    bool with_thread = thread_ms != 0;
     tr_system *sys = test_system(2);
     assert_int_equal(tr_mailbox_new(sys, 8, &done_mb), 0);
+    tr_mailbox *mine = NULL;
     ring_len = len;
     atomic_store(&ready, 0);
-    for (uintptr_t i = 0; i < (uintptr_t)len; i++) {
+    int first = with_thread ? 1 : 0;
+    if (with_thread) {
+        assert_int_equal(tr_mailbox_new(sys, 1, &mine), 0);
+        ring[0] = tr_mailbox_ref(mine);
+    }
+    for (uintptr_t i = (uintptr_t)first; i < (uintptr_t)len; i++) {
         tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
         o.mailbox_capacity = 1;
         o.state = (void *)i;
         assert_int_equal(tr_spawn_loop(sys, sender, &o, &ring[i]), 0);
     }
-    for (int i = 0; i < len; i++) {
+    for (int i = first; i < len; i++) {
         tr_msg go = tr_msg_words(1, 0, 0);
         assert_int_equal(tr_send(sys, ring[i], &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
     }
-    int deadlocks = 0;
-    for (int i = 0; i < len; i++) {
-        tr_msg r = test_recv(done_mb);
-        /* Each send either waits until the cycle is broken or is the
-         * one that would close it (which one depends on how the go
-         * messages and the first sends interleave).  None times out. */
-        for (int k = 0; k < 2; k++) {
-            int rc = -(int)(k ? r.b : r.a);
-            assert_true(rc == 0 || rc == TR_EDEADLK);
-            deadlocks += rc == TR_EDEADLK;
-        }
+    int nrc = 0;
+    if (with_thread) {
+        thread_member(sys, mine, thread_ms < 0 ? TR_FOREVER : tr_after_ms(thread_ms), rc);
+        nrc = 2;
     }
-    assert_true(deadlocks >= 1);
+    for (int i = first; i < len; i++) {
+        tr_msg r = test_recv(done_mb);
+        rc[nrc++] = -(int)r.a;
+        rc[nrc++] = -(int)r.b;
+    }
+    if (mine)
+        tr_mailbox_free(mine);
     tr_mailbox_free(done_mb);
     tr_system_free(sys);
+}
+
+/* Each send either waits until the cycle is broken or is the one that
+ * would close it (which one depends on how the go messages and the first
+ * sends interleave).  None times out. */
+static void assert_cycle_broken_by_edeadlk(int len, int thread_ms)
+{
+    int rc[2 * MAXRING], deadlocks = 0;
+    run_cycle(len, thread_ms, rc);
+    for (int k = 0; k < 2 * len; k++) {
+        assert_true(rc[k] == 0 || rc[k] == TR_EDEADLK);
+        deadlocks += rc[k] == TR_EDEADLK;
+    }
+    assert_true(deadlocks >= 1);
 }
 
 static void test_cycle_of_two_full_mailboxes_fails_with_edeadlk(void **state)
 {
     (void)state;
     for (int i = 0; i < 20 / TEST_SCALE; i++)
-        run_cycle(2);
+        assert_cycle_broken_by_edeadlk(2, 0);
 }
 
 static void test_cycle_of_three_full_mailboxes_fails_with_edeadlk(void **state)
 {
     (void)state;
     for (int i = 0; i < 20 / TEST_SCALE; i++)
-        run_cycle(3);
+        assert_cycle_broken_by_edeadlk(3, 0);
+}
+
+/* A thread's send for ever waits like an actor's and is seen on the
+ * chain: both used to wait until their deadlines (for ever). */
+static void test_cycle_through_a_thread_fails_with_edeadlk(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 8 / TEST_SCALE; i++) {
+        assert_cycle_broken_by_edeadlk(2, -1);
+        assert_cycle_broken_by_edeadlk(3, -1);
+    }
+}
+
+/* A thread's send with a deadline ends on its own, and so breaks the
+ * cycle: it is not on the chain, and the actors' sends, which wait on
+ * it, get through once it has timed out and drained its mailbox.  They
+ * used to get TR_EDEADLK (test_stress, whose threads wait 1 ms at most). */
+static void test_a_cycle_through_a_thread_with_a_deadline_breaks_on_its_own(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4 / TEST_SCALE + 1; i++) {
+        for (int len = 2; len <= 3; len++) {
+            int rc[2 * MAXRING];
+            run_cycle(len, 50, rc);
+            assert_int_equal(rc[0], 0);
+            assert_int_equal(rc[1], TR_ETIMEDOUT);
+            for (int k = 2; k < 2 * len; k++)
+                assert_int_equal(rc[k], 0);
+        }
+    }
 }
 
 /* ---- a chain that is not a cycle just waits --------------------------- */
@@ -265,6 +336,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cycle_of_two_full_mailboxes_fails_with_edeadlk),
         cmocka_unit_test(test_cycle_of_three_full_mailboxes_fails_with_edeadlk),
+        cmocka_unit_test(test_cycle_through_a_thread_fails_with_edeadlk),
+        cmocka_unit_test(test_a_cycle_through_a_thread_with_a_deadline_breaks_on_its_own),
         cmocka_unit_test(test_waiting_on_a_busy_actor_is_not_a_deadlock),
         cmocka_unit_test(test_an_owner_sending_wakes_a_sender_waiting_on_its_room),
         cmocka_unit_test(test_a_thread_sending_wakes_a_sender_waiting_on_its_room),
