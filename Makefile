@@ -74,7 +74,7 @@ BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(filter-out bench/bench_common.c,$(BENCH
 SAMPLES   := $(patsubst samples/%/main.c,%,$(wildcard samples/*/main.c))
 SAMPLE_BIN := $(patsubst %,$(BUILD)/samples/%,$(SAMPLES))
 
-.PHONY: all lib deps test test-one test-header test-cross test-install bench demo install clean tests benches samples
+.PHONY: FORCE all lib deps test test-one test-header test-cross test-install bench demo install clean tests benches samples
 .DEFAULT_GOAL := all
 
 all: lib
@@ -116,7 +116,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench_common.c $(LIB_A)
 $(BUILD)/samples/%: samples/%/main.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  CC    $@")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(wildcard samples/$*/*.c) -o $@ $(LDFLAGS) $(LIB_A) -lck -lmsgpackc
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(wildcard samples/$*/*.c) -o $@ $(LDFLAGS) $(LIB_A) -lck
 
 tests: $(TEST_BIN)
 benches: $(BENCH_BIN)
@@ -173,9 +173,14 @@ test-cross:
 	  tests/cross/ctx_selftest.c actors/ctx_aarch64.S actors/ctx_frame.c -o build/cross/ctx_selftest -lm
 	$(Q)qemu-aarch64 build/cross/ctx_selftest
 
-troupe.pc: troupe.pc.in Makefile
+# Made again whenever its text changes, so a new PREFIX, LIBDIR or INCDIR
+# is never installed with the old paths.
+troupe.pc: troupe.pc.in FORCE
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	  -e 's|@VERSION@|$(VERSION)|' $< > $@
+	  -e 's|@VERSION@|$(VERSION)|' $< > $@.new
+	$(Q)if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+FORCE:
 
 install: lib troupe.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/troupe
@@ -187,12 +192,16 @@ install: lib troupe.pc
 	ln -sf libtroupe.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libtroupe.so
 	install -m 644 troupe.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 
-# Install into a scratch DESTDIR and build a program against it with pkg-config.
+# Install into a scratch DESTDIR and build a program against it with
+# pkg-config, as the README does: with the shared library, then the static.
 test-install:
 	$(Q)rm -rf build/stage && $(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/build/stage PREFIX=/usr
 	$(Q)PKG_CONFIG_SYSROOT_DIR=$(CURDIR)/build/stage PKG_CONFIG_LIBDIR=$(CURDIR)/build/stage/usr/lib/pkgconfig \
-	  sh -c '$(CC) tests/install/hello.c -o build/stage/hello $$(pkg-config --cflags --libs --static troupe)'
+	  sh -c '$(CC) tests/install/hello.c -o build/stage/hello $$(pkg-config --cflags --libs troupe) && \
+	  $(CC) tests/install/hello.c -o build/stage/hello-static $$(pkg-config --cflags troupe) \
+	    "$$(pkg-config --variable=libdir troupe)/libtroupe.a" -lck -pthread'
 	$(Q)LD_LIBRARY_PATH=$(CURDIR)/build/stage/usr/lib build/stage/hello
+	$(Q)! readelf -d build/stage/hello-static | grep -q libtroupe && build/stage/hello-static
 
 clean:
 	rm -rf build troupe.pc

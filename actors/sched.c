@@ -47,9 +47,15 @@ static TR__THREAD_LOCAL tr__worker *tls_worker;
 /*
  * Not inlined and opaque to interprocedural analysis: a coroutine can
  * resume on another thread, so the compiler must not reuse an address
- * or value of the thread-local from before a switch.
+ * or value of the thread-local from before a switch.  (Clang has no
+ * noipa; its analyses stop at the asm, which reads and writes memory.)
  */
-__attribute__((noinline, noipa)) tr__worker *tr__worker_now(void)
+#if defined(__clang__)
+__attribute__((noinline))
+#else
+__attribute__((noinline, noipa))
+#endif
+tr__worker *tr__worker_now(void)
 {
     tr__worker *w = tls_worker;
     __asm__ volatile("" : "+r"(w) : : "memory");

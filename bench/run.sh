@@ -13,9 +13,18 @@ build=${BUILD:-build/release}
 limit=${BENCH_LIMIT:-300}
 dir=$build/bench
 
+# The workloads that are a program run with an argument.
+variants() { # variants PROGRAM
+  case $1 in cancel) echo cancel_sequential ;; esac
+}
+run_line() { # run_line NAME: the program and its argument
+  case $1 in cancel_sequential) echo "cancel sequential" ;; *) echo "$1" ;; esac
+}
+
 if [ $# -eq 0 ]; then
   for p in "$dir"/*; do
-    [ -f "$p" ] && [ -x "$p" ] && [ "${p##*/}" != calibrate ] && set -- "$@" "${p##*/}"
+    [ -f "$p" ] && [ -x "$p" ] && [ "${p##*/}" != calibrate ] &&
+      set -- "$@" "${p##*/}" $(variants "${p##*/}")
   done
   [ $# -gt 0 ] || { echo "run.sh: no benchmarks in $dir" >&2; exit 1; }
 fi
@@ -31,14 +40,16 @@ fi
 
 passed=0; failed=0; failures=""
 for name in "$@"; do
-  prog=$dir/$name
+  line=$(run_line "$name")
+  prog=$dir/${line%% *}
+  args=${line#"${line%% *}"} # "" or " ARG"
   if [ ! -x "$prog" ]; then
     echo "run.sh: no benchmark $prog" >&2
     failed=$((failed + 1)); failures="$failures $name(missing)"
     continue
   fi
   echo "== $name (BENCH_SCALE=${BENCH_SCALE:-1})" >&2
-  if $limiter "$prog"; then
+  if $limiter "$prog" $args; then
     passed=$((passed + 1))
   else
     rc=$?

@@ -305,5 +305,5 @@ void tr__signal_destroy(struct tr_actor *a)
     free_list(a->mbox.sys, a->sig.first);
     tr__refmap_free(&a->sig.links);
     free(a->sig.monitors);
-    a->sig = (tr__signals){0};
+    a->sig = (tr__signals){.exited = false};
 }

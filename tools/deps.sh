@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh - make sure the build's Debian packages are here.
-#   sh tools/deps.sh         libck, msgpack-c, cmocka (+ pkg-config)
+#   sh tools/deps.sh         libck, msgpack-c, cmocka (+ pkg-config);
+#                            msgpack-c is for the layers to come, unused yet
 #   sh tools/deps.sh cross   the aarch64 cross compiler and qemu-user
 # Installs missing packages with apt-get when run as root; otherwise
 # prints the exact command to run.

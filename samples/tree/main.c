@@ -192,7 +192,9 @@ static int worker(tr_actor *self)
             char why[80];
             int len = snprintf(why, sizeof why, "%s crashed after %llu ticks of the tree",
                                w->name, (unsigned long long)atomic_load(&w->tree->ticks));
-            tr_exit_detail(why, (size_t)len);
+            int rc = tr_exit_detail(why, (size_t)len);
+            if (rc) /* the crash goes on, with no detail */
+                fprintf(stderr, "tree: %s: tr_exit_detail: %s\n", w->name, tr_strerror(rc));
             reason = CRASH;
             break;
         } else if (m.tag == TAG_QUIT)
@@ -243,21 +245,33 @@ static int start_service(tr_system *sys, void *arg, tr_ref *out)
 
 /* ---- the tree as its supervisors see it -------------------------------- */
 
+/* The children of `sup`, all `want` of them, or false with why not. */
+static bool children(tr_system *sys, tr_ref sup, tr_child_info *out, size_t want,
+                     tr_deadline deadline, char *why, size_t whylen)
+{
+    size_t n;
+    int rc = tr_supervisor_children(sys, sup, out, want, &n, deadline);
+    if (rc)
+        snprintf(why, whylen, "tr_supervisor_children: %s", tr_strerror(rc));
+    else if (n != want)
+        snprintf(why, whylen, "a supervisor has %zu children, not %zu", n, want);
+    return !rc && n == want;
+}
+
 /* Snapshots of every member, snap[i] for members[i]: app's children
- * first, then each service's. */
-static int snapshot(tr_system *sys, const struct tree *t, tr_ref app,
-                    tr_child_info snap[MAX_MEMBERS])
+ * first, then each service's.  False, with why not, if there is none. */
+static bool snapshot(tr_system *sys, const struct tree *t, tr_ref app,
+                     tr_child_info snap[MAX_MEMBERS], char *why, size_t whylen)
 {
     tr_child_info services[NSERVICES];
     tr_deadline deadline = tr_after_ms(REPLY_MS);
-    size_t n;
-    int rc = tr_supervisor_children(sys, app, services, NSERVICES, &n, deadline);
-    for (size_t i = 0, s = 0; !rc && i < t->n; i += 1 + t->members[i].nworkers, s++) {
+    bool ok = children(sys, app, services, NSERVICES, deadline, why, whylen);
+    for (size_t i = 0, s = 0; ok && i < t->n; i += 1 + t->members[i].nworkers, s++) {
         snap[i] = services[s];
-        rc = tr_supervisor_children(sys, services[s].ref, &snap[i + 1],
-                                    t->members[i].nworkers, &n, deadline);
+        ok = children(sys, services[s].ref, &snap[i + 1], t->members[i].nworkers, deadline,
+                      why, whylen);
     }
-    return rc;
+    return ok;
 }
 
 static void print_tree(const struct tree *t, tr_ref app,
@@ -390,7 +404,11 @@ static void on_down(struct observer *o, const tr_msg *msg)
 {
     struct tree *t = o->tree;
     tr_notice n;
-    tr_notice_read(msg, &n);
+    int rc = tr_notice_read(msg, &n);
+    if (rc) {
+        problem(o, "a DOWN notice that does not read: %s", tr_strerror(rc));
+        return;
+    }
     int reason = n.reason;
     size_t k = 0;
     while (k < o->nwatches && o->watches[k].monitor != n.monitor)
@@ -452,18 +470,19 @@ static void settle(struct observer *o, tr_system *sys, tr_ref app)
     tr_child_info snap[MAX_MEMBERS];
     uint64_t running = 0;
     o->settled = true;
-    int rc = snapshot(sys, t, app, snap);
-    if (rc)
-        problem(o, "no snapshot of the tree: %s", tr_strerror(rc));
-    else
+    char why[96];
+    bool snapped = snapshot(sys, t, app, snap, why, sizeof why);
+    if (snapped)
         print_tree(t, app, snap);
+    else
+        problem(o, "no snapshot of the tree: %s", why);
     for (size_t i = 0; i < t->n; i++) {
         struct member *m = &t->members[i];
         tr_ref ref = atomic_load(&m->ref);
         running += ref != TR_REF_NONE;
         if (!ref && !m->stays_down)
             problem(o, "%s should have been restarted, but was not", m->name);
-        if (!rc && (snap[i].ref != ref || snap[i].restarts != m->starts_by_parent - 1 ||
+        if (snapped && (snap[i].ref != ref || snap[i].restarts != m->starts_by_parent - 1 ||
                     snap[i].state != (ref ? TR_CHILD_RUNNING : TR_CHILD_STOPPED)))
             problem(o, "%s: its supervisor reports %s, ref %#" PRIx64 ", %" PRIu32
                     " restarts; the observer saw ref %#" PRIx64 ", %u restarts",
@@ -471,7 +490,8 @@ static void settle(struct observer *o, tr_system *sys, tr_ref app)
                     snap[i].restarts, ref, m->starts_by_parent - 1);
     }
     tr_msg answer = tr_msg_words(TAG_SETTLED, running, 0);
-    if ((rc = tr_send(sys, t->report, &answer, tr_after_ms(REPLY_MS))))
+    int rc = tr_send(sys, t->report, &answer, tr_after_ms(REPLY_MS));
+    if (rc)
         problem(o, "cannot answer main: %s", tr_strerror(rc));
 }
 
@@ -737,8 +757,11 @@ int main(int argc, char **argv)
     printf("services give up after more than %d restarts in %d ms; "
            "app after more than %" PRIu32 " in %" PRId64 " s\n\n",
            INTENSITY, PERIOD_MS, t.app_opts.intensity, t.app_opts.period_ns / 1000000000);
-    if (check(snapshot(sys, &t, app, snap), "tr_supervisor_children"))
+    char why[96];
+    if (!snapshot(sys, &t, app, snap, why, sizeof why)) {
+        fprintf(stderr, "tree: no snapshot of the tree: %s\n", why);
         goto free_mailbox;
+    }
     print_tree(&t, app, snap);
     printf("\n");
 

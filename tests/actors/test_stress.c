@@ -1360,14 +1360,13 @@ static void test_spawn_exit_churn_accounts_for_every_child(void **state)
     tr_system_free(sys);
     assert_no_actor_errors();
 
-    uint64_t spawned = 0, results = 0, stale = 0, queued = 0, full = 0, timeouts = 0;
+    uint64_t spawned = 0, stale = 0, queued = 0, full = 0, timeouts = 0;
     for (unsigned i = 0; i < S4_PARENTS; i++) {
         const s4_parent *p = &s4_parents[i];
         assert_int_equal(p->wrong_result, 0);
         assert_int_equal(p->spawned, (uint64_t)S4_WAVES * S4_KIDS);
         assert_int_equal(p->results, p->spawned);
         spawned += p->spawned;
-        results += p->results;
         stale += p->probes_stale;
         queued += p->probes_queued;
         full += p->probes_full;
