@@ -356,14 +356,16 @@ static int wait_room_actor(struct tr_mailbox *mb, struct tr_actor *self,
     else
         tr__actor_park_switch(self);
     tr__deadlock_leave(w.waiting);
-    remove_waiter(mb, &w);
     if (atomic_load_explicit(&mb->closed, memory_order_acquire))
-        return mb->closed_error;
-    if (tr__actor_cancelled(self))
-        return TR_ECANCELED;
-    if (ours)
-        return rc; /* 0: room, try again; or the cycle */
-    return w.woken ? 0 : TR_ETIMEDOUT;
+        rc = mb->closed_error;
+    else if (tr__actor_cancelled(self))
+        rc = TR_ECANCELED;
+    else if (!ours)
+        rc = w.woken ? 0 : TR_ETIMEDOUT;
+    /* 0: room, try again.  Otherwise a receiver's wake-up, if it picked
+     * us, goes to the next sender: it may have been the last. */
+    tr__mailbox_remove_waiter(mb, &w, rc == 0);
+    return rc;
 }
 
 static int wait_room_thread(struct tr_mailbox *mb, tr_deadline deadline)

@@ -41,7 +41,8 @@ typedef int (*tr_body)(tr_actor *self);
 typedef struct tr_spawn_opts {
     /* Mailbox capacity; 0 means the system's default.  The capacity is
      * rounded up to a power of two minus one (the ring keeps one slot
-     * free), so 63 holds exactly 63 and 64 holds 127. */
+     * free), so 63 holds exactly 63 and 64 holds 127; 2^30 and more is
+     * TR_EINVAL. */
     uint32_t mailbox_capacity;
     /* Loop actors: 0 runs the body on the workers' shared stacks (of
      * tr_config.stack_size); a size gives it a private stack of that many

@@ -21,7 +21,7 @@ typedef struct tr_system tr_system;
 typedef void (*tr_log_fn)(void *arg, const char *line);
 
 typedef struct tr_config {
-    /* Worker threads; 0 means one per online CPU. */
+    /* Worker threads; 0 means one per online CPU (at most 1024). */
     unsigned workers;
     /* Default mailbox capacity for tr_spawn (see tr_spawn_opts). */
     uint32_t mailbox_capacity;
@@ -77,9 +77,11 @@ typedef struct tr_config {
  * `config` may be NULL for TR_CONFIG_INIT.  On success *out owns the
  * system (free it with tr_system_free).  Any thread may call it, an actor
  * too (nothing in it waits).
- * Returns 0, TR_EINVAL (a zero capacity or batch, a stack under 64 KiB,
- * max_actors beyond 2^31, a negative watchdog_ns, a coalesce_ns
- * outside 0..10 ms, or a spawn_backlog over 2^30), TR_ENOMEM, or
+ * Returns 0, TR_EINVAL (NULL out, more than 1024 workers, a zero
+ * mailbox_capacity or one of 2^30 or more, a zero batch, a stack under
+ * 64 KiB, a zero max_actors or one beyond 2^31, a negative watchdog_ns,
+ * a coalesce_ns outside 0..10 ms, or a spawn_backlog over 2^30),
+ * TR_ENOMEM, or
  * TR_ESYS (a thread could not be started).
  */
 TR_API int tr_system_new(const tr_config *config, tr_system **out);

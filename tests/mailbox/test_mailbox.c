@@ -530,6 +530,77 @@ static void test_exit_wakes_parked_senders_with_enoactor(void **state)
     tr_system_free(sys);
 }
 
+/* ---- a wake-up for room that a cancelled sender does not use ------------- */
+
+/* The receiver wakes one parked sender per look at its room.  Three
+ * senders wait on a full mailbox, in the order A, B, C: the receiver's
+ * take wakes A, its look before it parks wakes B, and both are cancelled
+ * before they run (one worker: they run in that order, after it).  C
+ * must still be woken: the room A and B did not use is passed on.  It
+ * waited until its deadline. */
+enum { ROOM_SENDERS = 3 };
+static tr_ref room_receiver, room_sender[ROOM_SENDERS];
+static _Atomic tr_ref room_go;
+
+static int receives_then_cancels(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    tr_mailbox *go;
+    assert_int_equal(tr_mailbox_new(sys, 1, &go), 0);
+    atomic_store(&room_go, tr_mailbox_ref(go));
+    tr_msg m;
+    assert_int_equal(tr_mailbox_recv(go, &m, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    assert_int_equal(tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)), 0); /* wakes A */
+    assert_int_equal(tr_cancel(sys, room_sender[0]), 0);
+    for (int got = 0; got < 1;) /* parks, which wakes B; then C's message */
+        if (tr_recv(&m, tr_after_ms(TEST_DEADLINE_MS)) == 0 && m.tag == 2)
+            got++;
+    return 0;
+}
+
+static int sends_to_the_receiver(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    uintptr_t me = (uintptr_t)tr_actor_state(self);
+    int rc = test_send(sys, room_receiver, 2, me, 0);
+    if (me == 0) /* A, cancelled, cancels B, which the receiver woke */
+        assert_int_equal(tr_cancel(sys, room_sender[1]), 0);
+    return test_send(sys, tr_mailbox_ref(done_mb), 1, me, (uint64_t)-rc);
+}
+
+static void test_room_a_cancelled_sender_was_woken_for_goes_to_the_next(void **state)
+{
+    (void)state;
+    tr_system *sys = test_system(1);
+    assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+    tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+    o.mailbox_capacity = 1;
+    atomic_store(&room_go, TR_REF_NONE);
+    assert_int_equal(tr_spawn_loop(sys, receives_then_cancels, &o, &room_receiver), 0);
+    while (atomic_load(&room_go) == TR_REF_NONE)
+        usleep(1000);
+    tr_msg filler = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_try_send(sys, room_receiver, &filler), 0);
+    for (uintptr_t i = 0; i < ROOM_SENDERS; i++) {
+        tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
+        so.state = (void *)i;
+        assert_int_equal(tr_spawn_loop(sys, sends_to_the_receiver, &so, &room_sender[i]), 0);
+        usleep(50 * 1000); /* parked on the full mailbox, in order */
+    }
+    tr_msg go = tr_msg_words(1, 0, 0);
+    assert_int_equal(tr_send(sys, atomic_load(&room_go), &go, tr_after_ms(TEST_DEADLINE_MS)), 0);
+    int rc[ROOM_SENDERS];
+    for (int i = 0; i < ROOM_SENDERS; i++) {
+        tr_msg r = test_recv(done_mb);
+        rc[r.a] = -(int)r.b;
+    }
+    assert_int_equal(rc[0], TR_ECANCELED);
+    assert_int_equal(rc[1], TR_ECANCELED);
+    assert_int_equal(rc[2], 0);
+    tr_mailbox_free(done_mb);
+    tr_system_free(sys);
+}
+
 /* ---- tr_mailbox_depth while the owner takes ------------------------------ */
 
 enum { CHURN_CAPACITY = 63 };
@@ -892,6 +963,7 @@ int main(void)
         cmocka_unit_test(test_a_thread_that_ends_owning_a_mailbox_leaks_nothing),
         cmocka_unit_test(test_queued_payloads_are_released_when_mailbox_is_freed),
         cmocka_unit_test(test_exit_wakes_parked_senders_with_enoactor),
+        cmocka_unit_test(test_room_a_cancelled_sender_was_woken_for_goes_to_the_next),
         cmocka_unit_test(test_depth_seen_from_another_thread_is_one_instants),
         cmocka_unit_test(test_a_send_waiting_on_another_system_survives_its_own_system_ending),
         cmocka_unit_test(test_a_send_waiting_on_another_system_ends_when_that_system_stops),
