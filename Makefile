@@ -1,7 +1,8 @@
 # troupe - an actor runtime for C.  Plain GNU make.
 #
 #   make            libtroupe.a and libtroupe.so in build/release
-#   make test       every cmocka suite: optimised, ASan+UBSan, TSan
+#   make test       every cmocka suite: optimised, ASan+UBSan, TSan, and
+#                   optimised on the portable (swapcontext) switch
 #   make bench      the workloads of bench/ (JSON lines on stdout)
 #   make demo       the samples: the pipeline, then the supervision tree
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -145,6 +146,7 @@ test: deps build/ucontext/test_ctx build/release/dlopen_check
 	$(Q)sh tests/run.sh build/release build/release/dlopen_check
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=address
 	$(Q)$(MAKE) --no-print-directory test-one SANITIZE=thread
+	$(Q)$(MAKE) --no-print-directory test-one CTX=ucontext
 	$(Q)$(MAKE) --no-print-directory test-header
 	@echo "all test builds passed"
 
