@@ -154,12 +154,8 @@ void tr__actor_interrupt(struct tr_actor *a)
     }
 }
 
-static int yield(void)
+static int yield(struct tr_actor *a)
 {
-    tr__worker *w = tr__worker_now();
-    struct tr_actor *a = w ? w->current : NULL;
-    if (!a)
-        return TR_ECONTEXT;
     /* A cancelled actor yields too before it hears of it: one that goes
      * on regardless (a child slow to stop) then still lets its worker
      * run the others and fire its timers, its supervisor's deadline
@@ -180,5 +176,15 @@ static int yield(void)
 
 int tr_yield(void)
 {
-    return tr__cancel_result(yield());
+    tr__worker *w = tr__worker_now();
+    struct tr_actor *a = w ? w->current : NULL;
+    return a ? tr__cancel_result(yield(a)) : TR_ECONTEXT;
+}
+
+int tr__timed_out(struct tr_actor *a, tr_deadline deadline)
+{
+    if (!a || deadline == TR_NOW)
+        return TR_ETIMEDOUT;
+    int rc = yield(a);
+    return rc == TR_ECANCELED ? rc : TR_ETIMEDOUT;
 }

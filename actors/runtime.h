@@ -299,6 +299,16 @@ void tr__actor_park_switch(struct tr_actor *a);
 void tr__actor_park_cancel(struct tr_actor *a, uint32_t token);
 
 /*
+ * The end of a blocking call of `a` (NULL: a thread) whose deadline came
+ * before it could wait: TR_ETIMEDOUT, or TR_ECANCELED.  An actor yields
+ * first unless the deadline was TR_NOW (a poll): without a park, a loop
+ * of waits with deadlines too short to park in kept its worker for ever,
+ * from the very actors that could have ended the waits (test_select's
+ * stress, on two workers each with such a loop).
+ */
+int tr__timed_out(struct tr_actor *a, tr_deadline deadline);
+
+/*
  * The actor has been cancelled: end whatever wait it is in (or give an
  * idle handler actor a turn), so that it sees the flag.  Any thread.
  */

@@ -33,7 +33,7 @@ int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
                    tr_deadline deadline)
 {
     if (tr__deadline_passed(deadline))
-        return TR_ETIMEDOUT;
+        return tr__timed_out(mb->owner, deadline);
     if (mb->owner) {
         if (tr__actor_cancelled(mb->owner))
             return TR_ECANCELED;

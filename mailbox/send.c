@@ -169,6 +169,7 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
      * thread is a worker or not for good. */
     tr__worker *w = tr__worker_now();
     tr_actor *self = w ? w->current : NULL;
+    bool waited = false;
     int rc;
     for (;;) {
         if (tr__deadline_passed(deadline)) {
@@ -196,6 +197,7 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
         if (self)
             self->outgoing = m;
         rc = tr__mailbox_wait_room(mb, deadline);
+        waited = true;
         if (self)
             self->outgoing = NULL;
         if (rc)
@@ -210,6 +212,8 @@ static __attribute__((noinline)) int send_waiting(tr_system *sys, tr__hold *hold
     if (rc == 0)
         tr__mailbox_notify(mb);
     tr__hold_release(sys, hold);
+    if (rc == TR_ETIMEDOUT && !waited)
+        rc = tr__timed_out(self, deadline); /* with nothing held */
     return rc;
 }
 

@@ -6,6 +6,12 @@
  * polls once) and TR_FOREVER means "wait as long as it takes".  Absolute
  * deadlines compose: a function that makes several blocking calls passes
  * the same deadline to each and the whole sequence ends on time.
+ *
+ * A call of an actor whose deadline (other than TR_NOW) has come before
+ * it could wait yields its worker once before it returns TR_ETIMEDOUT: a
+ * loop that retries with deadlines too short to wait in would otherwise
+ * keep the worker from the actors that could end the wait.  TR_NOW polls
+ * without yielding.
  */
 #ifndef TROUPE_TIME_H
 #define TROUPE_TIME_H
@@ -25,7 +31,8 @@ TR_API int64_t tr_now(void);
 /*
  * tr_after_ns - the deadline `ns` nanoseconds from now.  Saturates to
  * TR_FOREVER instead of overflowing; a negative `ns` gives a deadline in
- * the past (which behaves like TR_NOW).
+ * the past (a call given it waits no more than with TR_NOW, but yields
+ * as above).
  */
 TR_API tr_deadline tr_after_ns(int64_t ns);
 

@@ -439,6 +439,71 @@ static void test_the_owner_and_a_thief_never_both_run_what_waits(void **state)
     owner_and_thief_race(false, seed);
 }
 
+/* ---- a wait whose deadline came before it could park ------------------- */
+
+/*
+ * On one worker, an actor retries a receive, a send into a full mailbox
+ * or a select, each time with a deadline of 1 ns: too short to park, it
+ * times out before it waits.  Another actor, queued behind it, is the
+ * one that ends the loop.  The timed-out call yields, so the other runs
+ * after the first retry: the loop used to keep the worker for ever.
+ */
+enum { RETRY_RECV, RETRY_SEND, RETRY_SELECT, RETRY_KINDS };
+enum { MAX_RETRIES = 1000000 };
+static atomic_bool retry_stop;
+static tr_mailbox *done_mb;
+static tr_ref retry_full; /* a mailbox of one, full */
+
+static int retries_with_a_past_deadline(tr_actor *self)
+{
+    tr_system *sys = tr_actor_system(self);
+    uintptr_t kind = (uintptr_t)tr_actor_state(self);
+    uint64_t n = 0;
+    int rc = 0;
+    while (!atomic_load(&retry_stop) && n < MAX_RETRIES) {
+        n++;
+        tr_msg m = tr_msg_words(1, 0, 0);
+        if (kind == RETRY_RECV) {
+            rc = tr_recv(&m, tr_after_ns(1));
+        } else if (kind == RETRY_SEND) {
+            rc = tr_send(sys, retry_full, &m, tr_after_ns(1));
+        } else {
+            tr_select_case c[1] = {{.op = TR_SELECT_SEND, .to = retry_full, .msg = m}};
+            rc = tr_select(sys, c, 1, 0, tr_after_ns(1));
+        }
+        if (rc != TR_ETIMEDOUT)
+            break;
+    }
+    return test_send(sys, tr_mailbox_ref(done_mb), TAG_DONE, n, (uint64_t)-rc);
+}
+
+static int ends_the_retries(tr_actor *self)
+{
+    (void)self;
+    atomic_store(&retry_stop, true);
+    return 0;
+}
+
+static void test_a_wait_that_times_out_before_it_parks_lets_others_run(void **state)
+{
+    (void)state;
+    for (uintptr_t kind = 0; kind < RETRY_KINDS; kind++) {
+        tr_system *sys = test_system(1);
+        assert_int_equal(tr_mailbox_new(sys, 4, &done_mb), 0);
+        atomic_store(&retry_stop, false);
+        retry_full = test_spawn_full_sleeper(sys);
+        tr_spawn_opts o = TR_SPAWN_OPTS_INIT;
+        o.state = (void *)kind;
+        assert_int_equal(tr_spawn_loop(sys, retries_with_a_past_deadline, &o, NULL), 0);
+        assert_int_equal(tr_spawn_loop(sys, ends_the_retries, NULL, NULL), 0);
+        tr_msg r = test_recv(done_mb);
+        assert_int_equal(-(int)r.b, TR_ETIMEDOUT);
+        assert_true(r.a < MAX_RETRIES);
+        tr_mailbox_free(done_mb);
+        tr_system_free(sys);
+    }
+}
+
 int main(void)
 {
     /* Say which half of each test the kernel let us run for real. */
@@ -451,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_an_actor_that_used_its_batch_goes_behind),
         cmocka_unit_test(test_actors_woken_by_a_long_turn_run_elsewhere_in_order),
         cmocka_unit_test(test_the_owner_and_a_thief_never_both_run_what_waits),
+        cmocka_unit_test(test_a_wait_that_times_out_before_it_parks_lets_others_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
