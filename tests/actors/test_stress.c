@@ -366,6 +366,9 @@ static int s1_consumer_handler(tr_actor *self, tr_msg *m)
 static int s1_consumer_loop(tr_actor *self)
 {
     s1_consumer *c = tr_actor_state(self);
+    /* Gives up after TEST_DEADLINE_MS without a message, not after that
+     * long in all: a sanitizer build on a loaded machine takes longer
+     * than that for the whole run on one worker. */
     int64_t give_up = tr_now() + TEST_DEADLINE_MS * 1000000LL;
     while (c->fins < S1_PRODUCERS) {
         tr_msg m;
@@ -383,6 +386,7 @@ static int s1_consumer_loop(tr_actor *self)
             break;
         }
         s1_take(c, &m);
+        give_up = tr_now() + TEST_DEADLINE_MS * 1000000LL;
     }
     report(tr_actor_system(self), REP_CONSUMER, c->id, 0);
     return 0;
@@ -947,6 +951,7 @@ static void *s3_thread_main(void *arg)
     s3_pending win[S3_WINDOW] = {0};
     unsigned outstanding = 0;
     uint64_t next = 0;
+    /* Without a reply for that long (not: that long in all) it gives up. */
     int64_t give_up = tr_now() + TEST_DEADLINE_MS * 1000000LL;
 
     while (t->replies < S3_REQUESTS) {
@@ -1000,6 +1005,7 @@ static void *s3_thread_main(void *arg)
         win[i].busy = false;
         outstanding--;
         t->replies++;
+        give_up = tr_now() + TEST_DEADLINE_MS * 1000000LL;
     }
     t->unfinished = outstanding;
     /* Nothing is owed to us any more, so no replier can find it gone. */

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "support.h"
+#include "runtime.h"
 
 static tr_mailbox *done_mb; /* the main thread's: actors report here */
 
@@ -461,6 +462,15 @@ static int full_watcher(tr_actor *self)
     tr_msg m;
     if (tr_mailbox_recv(gate, &m, tr_after_ms(TEST_DEADLINE_MS)))
         return -3;
+    /* Until the DOWN is queued: the target's end may take a while on a
+     * loaded machine (a 20 ms pause in the main thread was too little
+     * there), and the main thread has no way to see it through. */
+    int64_t give_up = tr_now() + TEST_DEADLINE_MS * 1000000ll;
+    while (!atomic_load(&self->sig.inbox) && !self->sig.first) {
+        if (tr_now() > give_up)
+            return -5;
+        (void)tr_sleep(tr_after_ns(100000));
+    }
     /* Our own mailbox is full of messages; the DOWN comes first anyway. */
     if (tr_recv(&m, TR_NOW))
         return -4;
@@ -484,7 +494,6 @@ static void test_down_is_not_held_back_by_a_full_mailbox(void **state)
     assert_int_equal(tr_send(sys, w, &filler, TR_NOW), 0);
     assert_int_equal(tr_try_send(sys, w, &filler), TR_EFULL);
     end_it(sys, target_ref, -1);
-    usleep(20000);
     tr_msg go = tr_msg_words(14, 0, 0);
     assert_int_equal(tr_send(sys, ready.a, &go, TR_NOW), 0);
     tr_msg r = test_recv(done_mb);
