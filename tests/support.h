@@ -138,6 +138,22 @@ static inline uint64_t test_rnd(test_rng *r)
     return z ^ (z >> 31);
 }
 
+/*
+ * Run a timed scenario with `room_ms` before its first deadline, and
+ * again with twice the room while a run says (false) that the machine was
+ * too slow for it to show anything, such as an actor that began its wait
+ * after its deadline.  Five such runs in a row fail the test.
+ */
+static inline void test_with_room(bool (*run)(int64_t room_ms), int64_t room_ms)
+{
+    for (int tries = 1; !run(room_ms); tries++) {
+        if (tries == 5)
+            fail_msg("5 runs in a row were too slow to show anything (the last had %lld ms)",
+                     (long long)room_ms);
+        room_ms *= 2;
+    }
+}
+
 /* Sanitizer builds run the heavy tests with fewer iterations. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define TEST_SCALE 4

@@ -474,7 +474,7 @@ static void test_million_nodes_all_cancelled_or_all_expired(void **state)
  * which the machine was so slow that one began its receive later (once
  * under load, 300 ms after the spawn) is run again with more room.
  */
-enum { SLEEPERS = 24, SLEEPER_TRIES = 5 };
+enum { SLEEPERS = 24 };
 
 typedef struct sleeper {
     tr_deadline deadline;
@@ -544,13 +544,7 @@ static void test_timers_wake_parked_actors_in_deadline_order(void **state)
     (void)state;
     /* Room for every actor to park before the first deadline, even in a
      * sanitizer build on a busy machine; more if that was not enough. */
-    int64_t room_ms = 300;
-    int tries = 0;
-    while (!run_sleepers(room_ms)) {
-        if (++tries == SLEEPER_TRIES)
-            fail_msg("no run in %d had every sleeper parked before its deadline", tries);
-        room_ms *= 2;
-    }
+    test_with_room(run_sleepers, 300);
 }
 
 /* An actor that waits for one message, forever, then ends. */
