@@ -103,6 +103,9 @@ typedef struct tr__worker {
     /* Written by the owner, read by the watchdog: the actor whose turn
      * runs now, or TR_REF_NONE between turns. */
     _Atomic tr_ref running;
+    /* Written by the owner once, as its thread starts, read by the
+     * watchdog: the thread's kernel id (gettid), 0 until then. */
+    _Atomic int tid;
 
     /* Written by the owner, read by destroyers: the ref of an actor or
      * mailbox this worker touches without holding a borrow (a send, or

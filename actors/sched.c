@@ -18,9 +18,11 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fence.h"
 #include "futex.h"
@@ -674,6 +676,7 @@ void *tr__worker_main(void *arg)
     tr_system *sys = w->sys;
 
     tls_worker = w;
+    atomic_store_explicit(&w->tid, (int)syscall(SYS_gettid), memory_order_release);
     prctl(PR_SET_TIMERSLACK, 1000UL);
     native_bounds(&w->native);
     /* Back on the thread's own stack: the system is stopping, or a turn

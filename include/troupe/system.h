@@ -40,8 +40,15 @@ typedef struct tr_config {
      * reaching a blocking call or tr_yield: without parking, receiving a
      * message or returning from its handler (a send that finds room, or
      * a receive by TR_NOW that finds nothing, does not count); 0: no
-     * watchdog.  One report per such stretch, to `log` (NULL: standard
-     * error), called from a thread of the system's own. */
+     * watchdog.  The time counted is wall time less the time the
+     * worker's thread waited for a CPU (on a busy machine), so an actor
+     * that computes and one that blocks its worker in a system call
+     * (sleep, a blocking read, a pthread lock) are both reported.  That
+     * wait comes from Linux's /proc/self/task/<tid>/schedstat; where it
+     * cannot be read, plain wall time is counted, and a worker left
+     * waiting for a CPU that long may be reported.  One report per such
+     * stretch, to `log` (NULL: standard error), called from a thread of
+     * the system's own. */
     int64_t watchdog_ns;
     tr_log_fn log;
     void *log_arg;
