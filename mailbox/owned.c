@@ -350,8 +350,10 @@ void tr__actor_idle(struct tr_actor *a)
      * down, another worker may run the next turn and free those mailboxes.
      * Room waiters do not need the flag down first: the fence orders our
      * takes before the nwaiters reads, and pairs with add_waiter. */
-    tr__fence();
-    check_owned(a->owned, NULL);
+    if (a->owned) { /* no fence for the many actors that own none */
+        tr__fence();
+        check_owned(a->owned, NULL);
+    }
     tr__mailbox_owner_idle(&a->mbox);
 }
 

@@ -33,7 +33,7 @@ int tr__owner_wait(struct tr_mailbox *mb, bool (*ready)(void *), void *arg,
                    tr_deadline deadline)
 {
     if (tr__deadline_passed(deadline))
-        return tr__timed_out(mb->owner, deadline);
+        return TR_ETIMEDOUT;
     if (mb->owner) {
         if (tr__actor_cancelled(mb->owner))
             return TR_ECANCELED;
@@ -52,12 +52,14 @@ static bool has_mail(void *mb)
 
 int tr__recv(struct tr_mailbox *mb, tr_msg *out, tr_deadline deadline)
 {
-    for (;;) {
+    for (bool waited = false;; waited = true) {
         if (tr__owner_take(mb, out))
             return 0;
         if (tr__mailbox_drained(mb))
             return TR_ECLOSED;
         int rc = tr__owner_wait(mb, has_mail, mb, deadline);
+        if (rc == TR_ETIMEDOUT && !waited)
+            return tr__timed_out(mb->owner, deadline); /* it never waited */
         if (rc)
             return rc;
     }

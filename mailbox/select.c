@@ -277,6 +277,7 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
     s->sw = sw;
     uint32_t *next = rotation(self);
     bool counted = false; /* carried from one wait into the next round */
+    bool waited = false;
     int rc;
     for (;;) {
         int fired = try_round(s, (flags & TR_SELECT_BIASED) ? 0 : *next % s->n);
@@ -316,8 +317,11 @@ static int select_loop(selection *s, tr_actor *self, struct tr_mailbox *owner_mb
         counted = leave_send_waits(s, sw);
         if (rc)
             break;
+        waited = true;
     }
     uncount(s, &counted);
+    if (rc == TR_ETIMEDOUT && !waited)
+        rc = tr__timed_out(self, deadline); /* it never waited; nothing held */
     return rc;
 }
 
